@@ -1,0 +1,26 @@
+"""`python -m lib …` is the command-line interface."""
+
+import os
+import sys
+
+
+def _import_tensorflow_quietly() -> None:
+    # TF's C++ layer prints INFO lines on import that no environment variable silences in 2.21;
+    # they would bury the CLI's one-line error messages, so fd 2 is muted just for the import.
+    if "--debug" in sys.argv:
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_import_tensorflow_quietly()
+
+from lib.cli import main  # noqa: E402
+
+sys.exit(main())

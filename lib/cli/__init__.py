@@ -1,0 +1,68 @@
+"""`python -m lib COMMAND …`: everything the UI can do, from a terminal.
+
+Each module in this package that defines `register(subparsers)` adds one or more commands; the
+parser it adds sets `handler=fn(args)`. A handler returns a JSON-serialisable value, which is printed
+on stdout, or None when it printed its own output. Progress goes to stderr.
+
+Any `TransferLabError` becomes a one-line message on stderr and exit code 2; `--debug` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+
+from lib.errors import TransferLabError
+
+USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Builds the top-level parser from every command module in `lib.cli`."""
+    parser = argparse.ArgumentParser(prog="python -m lib", description="TransferLab command line.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(subparsers)
+    return parser
+
+
+def emit_json(value) -> None:
+    """Prints a value as JSON on stdout (the CLI's machine-readable channel)."""
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command.
+
+    Returns:
+        The process exit code: 0 on success, 2 for a user error.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return USER_ERROR
+    try:
+        result = args.handler(args)
+    except TransferLabError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result
+    if result is not None:
+        emit_json(result)
+    return 0

@@ -1,0 +1,73 @@
+"""`predict` and `backbones`."""
+
+from __future__ import annotations
+
+import argparse
+
+from lib.backbones import list_specs, load_backbone
+from lib.backbones.imagenet import imagenet_labels
+from lib.errors import TransferLabError
+from lib.predict import predict_files
+
+
+def add_model_source(parser: argparse.ArgumentParser) -> None:
+    """`--backbone NAME` (ImageNet classifier) or `--run RUN_DIR` (a trained model), one required."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--backbone", help="registry name, e.g. efficientnet_lite0")
+    group.add_argument("--run", help="a run directory written by `train`")
+
+
+def load_model_source(args: argparse.Namespace):
+    """Returns `(model, labels)` for `--backbone` or `--run`.
+
+    Raises:
+        TransferLabError: unknown backbone, a feature-vector backbone, random weights, or a bad run.
+    """
+    if args.run:
+        from lib.runs import load_trained_model
+
+        return load_trained_model(args.run)
+    backbone = load_backbone(args.backbone)
+    if backbone.spec.num_classes != 1000:
+        raise TransferLabError(
+            f"{args.backbone} has no ImageNet classifier; train a head on it and use --run."
+        )
+    return backbone.model, imagenet_labels()
+
+
+def predict_command(args: argparse.Namespace) -> list[dict]:
+    model, labels = load_model_source(args)
+    tops = predict_files(model, labels, args.images, k=args.top)
+    return [{"image": path, "top": top} for path, top in zip(args.images, tops, strict=True)]
+
+
+def backbones_command(args: argparse.Namespace) -> list[dict]:
+    return [
+        {
+            "name": s.name,
+            "family": s.family,
+            "input_size": s.input_size,
+            "preprocessing": s.preprocessing,
+            "feature_dim": s.feature_dim,
+            "cut_points": list(s.cut_points),
+            "weights_source": s.weights_source,
+            "weights": s.weights_status(),
+            "top1": s.top1,
+            "top5": s.top5,
+            "accuracy_source": s.accuracy_source,
+            "num_classes": s.num_classes,
+        }
+        for s in list_specs(include_hidden=args.all)
+    ]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="top-5 classes for images")
+    add_model_source(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+    p.set_defaults(handler=predict_command)
+
+    p = subparsers.add_parser("backbones", help="the backbone registry as JSON")
+    p.add_argument("--all", action="store_true", help="include hidden test backbones")
+    p.set_defaults(handler=backbones_command)

@@ -1,0 +1,45 @@
+"""Where TransferLab keeps converted weights, feature caches and runs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+CACHE_ENV = "TRANSFERLAB_CACHE"
+RUNS_ENV = "TRANSFERLAB_RUNS"
+
+
+def cache_dir() -> Path:
+    """Returns the cache root (`TRANSFERLAB_CACHE`, default `~/.cache/transferlab`), created."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "transferlab")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def runs_dir() -> Path:
+    """Returns the folder of runs shared by every session (`TRANSFERLAB_RUNS`, default `<cache>/runs`)."""
+    root = Path(os.environ.get(RUNS_ENV) or cache_dir() / "runs")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes `data` to `path` so that readers see the old file or the new one, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Text version of `atomic_write_bytes` (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
