@@ -5,7 +5,7 @@ import sys
 
 
 def _import_tensorflow_quietly() -> None:
-    # TF's C++ layer prints INFO lines on import that no environment variable silences in 2.21;
+    # TF's C++ layer prints INFO lines on import and on the first device probe that no environment variable silences in 2.21;
     # they would bury the CLI's one-line error messages, so fd 2 is muted just for the import.
     if "--debug" in sys.argv:
         return
@@ -13,7 +13,9 @@ def _import_tensorflow_quietly() -> None:
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe logs here, also muted
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -1,0 +1,88 @@
+"""Shared fixtures: an isolated cache, clean Keras state per test, tiny and real backbones."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Isolate every test session from the user's cache and runs, before lib is imported.
+_SESSION_CACHE = tempfile.mkdtemp(prefix="transferlab-test-cache-")
+os.environ["TRANSFERLAB_CACHE"] = _SESSION_CACHE
+os.environ["TRANSFERLAB_RUNS"] = os.path.join(_SESSION_CACHE, "runs")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def clean_keras_state():
+    """Each test starts from clean global Keras state and fixed seeds."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def cache_root() -> Path:
+    return Path(_SESSION_CACHE)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    """The hidden 32-px random backbone (shared, frozen)."""
+    from lib.backbones import load_backbone
+
+    return load_backbone("tiny_random")
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """Real EfficientNet-Lite0 with ImageNet weights, converted once per test session."""
+    from lib.backbones import load_backbone
+
+    return load_backbone("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """`../shared/datasets` beside the checkout; tests using it skip when it is absent."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"real photo datasets not found at {SHARED_DATASETS}")
+    return SHARED_DATASETS
+
+
+def make_image_folder(root: Path, classes: dict[str, int], size: int = 40, seed: int = 0) -> Path:
+    """Writes a tiny class-folder dataset of coloured noise JPEGs, one colour cast per class.
+
+    Args:
+        root: folder to create.
+        classes: class name -> number of images.
+        size: side of each image in pixels.
+        seed: RNG seed.
+
+    Returns:
+        `root`.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c, (name, n) in enumerate(sorted(classes.items())):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        tint = np.zeros(3)
+        tint[c % 3] = 120.0
+        for i in range(n):
+            pixels = np.clip(rng.normal(100, 40, (size, size, 3)) + tint, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{name}_{i}.jpg", quality=95)
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """A 2-class, 12-images-per-class folder dataset that a tiny model can learn."""
+    return make_image_folder(tmp_path / "toy", {"red": 12, "green": 12})
