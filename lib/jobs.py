@@ -1,0 +1,244 @@
+"""Background jobs: a thread running `target(job)`, lock-protected state, and a stop Event.
+
+The UI starts long work (training, fine-tuning, attacks, zoo measurement) as a `Job`, keeps the job
+object in session state, and polls `job.snapshot()` from a `st.fragment(run_every=...)`. The thread
+itself never calls Streamlit: it only reports through the job's methods (`append`, `set_progress`,
+`set_result`), which take the lock, and reads `job.stop_event` to stop early.
+
+No Streamlit here, so the CLI, tests and benchmarks can run jobs too.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from lib.errors import TransferLabError
+
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+STOPPED = "stopped"
+FINISHED = (DONE, FAILED, STOPPED)
+
+
+class Job:
+    """One unit of background work with state the UI can poll.
+
+    Attributes:
+        id: a unique string, so the UI can tell one run of a job kind from the next.
+        kind: what the job does, e.g. `"train"`, `"finetune"`, `"attack"`.
+        stop_event: set by `stop()`; the target checks it (lib functions take it as `stop_event`).
+    """
+
+    def __init__(self, kind: str, target: Callable[[Job], Any]) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.kind = kind
+        self.stop_event = threading.Event()
+        self._target = target
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._status = RUNNING
+        self._done = 0
+        self._total = 0
+        self._message = "Starting…"
+        self._eta: float | None = None
+        self._events: dict[str, list[dict]] = {}
+        self._result: Any = None
+        self._error: str | None = None
+        self._traceback: str | None = None
+        self._started = time.time()
+        self._finished: float | None = None
+
+    # ----- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Job:
+        """Starts the thread (a daemon, so a stuck job never keeps the server from exiting)."""
+        if self._thread is not None:
+            raise RuntimeError(f"Job {self.kind}/{self.id} was already started.")
+        with self._lock:
+            self._started = time.time()
+        self._thread = threading.Thread(target=self._run, name=f"job-{self.kind}-{self.id}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Asks the target to stop; it finishes its current batch and returns."""
+        self.stop_event.set()
+        with self._lock:
+            if self._status == RUNNING:
+                self._message = "Stopping after the current batch…"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until the thread ends or `timeout` seconds pass. Returns True when it ended."""
+        if self._thread is None:
+            return False
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._status == RUNNING
+
+    def _run(self) -> None:
+        try:
+            result = self._target(self)
+        except TransferLabError as e:
+            self._finish(FAILED, error=str(e), tb=traceback.format_exc())
+        except Exception as e:  # noqa: BLE001 - any bug must end the job visibly, not kill silently
+            self._finish(FAILED, error=f"Unexpected error: {type(e).__name__}: {e}",
+                         tb=traceback.format_exc())
+        else:
+            if result is not None:
+                self.set_result(result)
+            self._finish(STOPPED if self.stop_event.is_set() else DONE)
+
+    def _finish(self, status: str, error: str | None = None, tb: str | None = None) -> None:
+        with self._lock:
+            self._status = status
+            self._error = error
+            self._traceback = tb
+            self._finished = time.time()
+            self._eta = 0.0 if status == DONE else None
+            self._message = {DONE: "Done.", STOPPED: "Stopped.", FAILED: error or "Failed."}[status]
+            if status == DONE and self._total:
+                self._done = self._total
+
+    # ----- reporting (called from the thread) ----------------------------------------------------
+
+    def append(self, kind: str, row: dict) -> None:
+        """Records one event row, e.g. `append("batch", {...})` or `append("epoch", {...})`.
+
+        The row is copied, so the caller may reuse its dict.
+        """
+        row = dict(row)
+        row.setdefault("time", time.time() - self._started)
+        with self._lock:
+            self._events.setdefault(kind, []).append(row)
+
+    def set_progress(self, done: int | float, total: int | float, message: str | None = None,
+                     eta: float | None = None) -> None:
+        """Updates the progress bar state.
+
+        Args:
+            done: units finished.
+            total: units in all (0 when unknown).
+            message: what is happening now, for a person. Defaults to None (keep the last one).
+            eta: seconds left. Defaults to None: estimated from the elapsed time and `done/total`.
+        """
+        now = time.time()
+        with self._lock:
+            self._done, self._total = done, total
+            if message is not None:
+                self._message = message
+            if eta is None and total and done:
+                eta = (now - self._started) * (total - done) / done
+            self._eta = eta
+
+    def set_message(self, message: str) -> None:
+        """Changes the status line without touching the numbers."""
+        with self._lock:
+            self._message = message
+
+    def set_result(self, result: Any) -> None:
+        """Stores the job's result (also done automatically with the target's return value)."""
+        with self._lock:
+            self._result = result
+
+    # ----- reading (called from the UI) ----------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """A consistent copy of the state, taken under the lock (cheap: lists are shallow-copied).
+
+        Returns:
+            A dict with `id, kind, status, done, total, fraction, message, eta, events` (kind ->
+            list of row dicts), `result, error, traceback, started, finished, elapsed, stopping`.
+        """
+        with self._lock:
+            end = self._finished or time.time()
+            return {
+                "id": self.id,
+                "kind": self.kind,
+                "status": self._status,
+                "done": self._done,
+                "total": self._total,
+                "fraction": min(1.0, self._done / self._total) if self._total else 0.0,
+                "message": self._message,
+                "eta": self._eta,
+                "events": {k: list(v) for k, v in self._events.items()},
+                "result": self._result,
+                "error": self._error,
+                "traceback": self._traceback,
+                "started": self._started,
+                "finished": self._finished,
+                "elapsed": end - self._started,
+                "stopping": self.stop_event.is_set() and self._status == RUNNING,
+            }
+
+    def events(self, kind: str) -> list[dict]:
+        """A deep copy of one kind of event rows."""
+        with self._lock:
+            return copy.deepcopy(self._events.get(kind, []))
+
+    def __repr__(self) -> str:
+        return f"Job(kind={self.kind!r}, id={self.id!r}, status={self._status!r})"
+
+
+def start_job(kind: str, target: Callable[[Job], Any]) -> Job:
+    """Creates and starts a job.
+
+    Args:
+        kind: what the job does, e.g. `"train"`.
+        target: `target(job) -> result`; it reports through `job` and checks `job.stop_event`.
+            A `TransferLabError` it raises becomes the job's error message as is; any other
+            exception becomes "Unexpected error: ..." with the traceback kept in `traceback`.
+
+    Returns:
+        The running job.
+    """
+    return Job(kind, target).start()
+
+
+def job_callbacks(job: Job) -> dict[str, Callable]:
+    """Keyword callbacks that record lib progress into `job`, for lib functions that take them.
+
+    The keys follow the project's callback names: `on_batch_end(row)`, `on_epoch_end(row)`,
+    `on_extract(done, total)`, `on_progress(done, total, message)`, `on_message(text)`.
+    Batch rows carrying `batch`, `batches`, `epoch`, `epochs` and `eta_seconds` also drive the
+    progress bar; pass only the keys the lib function accepts.
+    """
+
+    def on_batch_end(row: dict) -> None:
+        job.append("batch", row)
+        batches, epochs = row.get("batches") or 0, row.get("epochs") or 0
+        if batches and epochs:
+            done = (int(row.get("epoch", 1)) - 1) * batches + int(row.get("batch", 0)) + 1
+            phase = row.get("phase", "")
+            job.set_progress(done, batches * epochs,
+                             f"{phase.capitalize() or 'Training'}: epoch {row.get('epoch')}/{epochs}, "
+                             f"batch {int(row.get('batch', 0)) + 1}/{batches}",
+                             eta=row.get("eta_seconds"))
+
+    def on_epoch_end(row: dict) -> None:
+        job.append("epoch", row)
+
+    def on_extract(done: int, total: int) -> None:
+        job.append("extract", {"done": done, "total": total})
+        job.set_progress(done, total, f"Extracting features: {done}/{total} images")
+
+    def on_progress(done: int, total: int, message: str = "") -> None:
+        job.set_progress(done, total, message or None)
+
+    def on_message(text: str) -> None:
+        job.append("message", {"text": text})
+        job.set_message(text)
+
+    return {"on_batch_end": on_batch_end, "on_epoch_end": on_epoch_end, "on_extract": on_extract,
+            "on_progress": on_progress, "on_message": on_message}
