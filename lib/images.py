@@ -8,6 +8,7 @@ bombs and truncated files.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,11 +90,14 @@ def open_image(source: str | Path | bytes) -> tuple[Image.Image, ImageInfo]:
     if not data:
         raise TransferLabError(f"{name} is empty (0 bytes).")
     try:
-        img = Image.open(io.BytesIO(data))
-        mode, size = img.mode, img.size
-        img.load()
-        img = ImageOps.exif_transpose(img)
-    except Image.DecompressionBombError as e:
+        with warnings.catch_warnings():
+            # PIL only warns between 1x and 2x the pixel limit; we refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            mode, size = img.mode, img.size
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise TransferLabError(
             f"{name} is too large to decode safely (over {MAX_PIXELS:,} pixels)."
         ) from e

@@ -1,0 +1,58 @@
+"""`python -m lib predict` and `backbones`: JSON shapes and one-line user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lib", *args], cwd=REPO, capture_output=True, text=True,
+        env=os.environ.copy(), timeout=300,
+    )
+
+
+def test_backbones_lists_the_registry_as_json():
+    out = run_cli("backbones")
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    lite0 = rows["efficientnet_lite0"]
+    assert lite0["weights"] in ("offline", "cached") and lite0["top1"] == 75.1
+    assert {"input_size", "feature_dim", "cut_points", "weights_source", "preprocessing"} <= set(lite0)
+    assert "tiny_random" not in rows
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path):
+    out = run_cli("predict", "--backbone", "no_such_net", str(tmp_path / "x.png"))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert "Unknown backbone `no_such_net`" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_corrupt_image_is_a_user_error(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    out = run_cli("predict", "--backbone", "efficientnet_lite0", str(bad))
+    assert out.returncode == 2 and "bad.jpg" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.large
+def test_predict_prints_top5_json(tmp_path):
+    path = tmp_path / "chelsea.png"
+    Image.fromarray(skdata.chelsea()).save(path)
+    out = run_cli("predict", "--backbone", "efficientnet_lite0", str(path))
+    assert out.returncode == 0, out.stderr
+    [result] = json.loads(out.stdout)
+    assert result["image"] == str(path) and len(result["top"]) == 5
+    assert set(result["top"][0]) == {"index", "label", "prob"}
+    assert 281 <= result["top"][0]["index"] <= 285
