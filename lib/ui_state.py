@@ -1,0 +1,235 @@
+"""The one Streamlit module in lib: every session-state key and every cached resource.
+
+Pages never touch `st.session_state` or `st.cache_resource` directly; they call the small getters
+and setters here, so every key is listed in one place and namespaced by the page that owns it.
+
+Shared vs per session:
+* cached resources (`get_backbone`, `get_dataset`) are built once per server process and shared by
+  every session; they are never mutated after loading (training builds heads on top, fine-tuning
+  works on a copy);
+* session state holds what one visitor chose and made: selections, configs, background jobs
+  (`lib.jobs.Job`) and their results.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import streamlit as st
+
+from lib.backbones import Backbone, load_backbone
+from lib.jobs import FINISHED, Job
+
+# Server-side defaults; the env vars let tests and benchmarks pick tiny ones.
+DEFAULT_BACKBONE_ENV = "TRANSFERLAB_DEFAULT_BACKBONE"
+DEFAULT_DATA_ENV = "TRANSFERLAB_DEFAULT_DATA"
+FALLBACK_BACKBONE = "efficientnet_lite0"
+FALLBACK_DATA = "builtin:faces"
+
+# How many backbones one server keeps in memory (Lite2 is ~40 MB; keras.applications up to ~550 MB).
+BACKBONE_CACHE_ENTRIES = 4
+DATASET_CACHE_ENTRIES = 8
+
+# ----- keys, namespaced by the page that owns them ------------------------------------------------
+ZOO_SELECTION = "zoo_selection"  # str: the session's backbone name
+DATA_SPEC = "data_spec"  # str: "builtin:NAME", a folder path, a zip path or "tfds:NAME"
+DATA_SPLIT = "data_split"  # dict: {"val": float, "test": float, "seed": int}
+DATA_AUGMENT = "data_augment"  # lib.data.augment.AugmentConfig or None
+TRAIN_CONFIG = "train_config"  # dict of the Train page's last settings
+TRAIN_JOB = "train_job"  # Job running lib.training.train
+TRAIN_RESULT = "train_result"  # TrainResult of the last finished training
+SCRATCH_JOB = "scratch_job"  # Job running lib.training.train_from_scratch
+SCRATCH_RESULT = "scratch_result"
+FINETUNE_JOB = "finetune_job"  # Job running lib.training.fine_tune
+FINETUNE_RESULT = "finetune_result"
+RUNS_SELECTION = "runs_selection"  # list[str]: run dirs selected for the overlay
+# Pages owned by other engineers keep their keys under their prefix (e.g. "inside_attack_job").
+PAGE_PREFIXES = ("home_", "zoo_", "data_", "train_", "scratch_", "finetune_", "predict_", "inside_",
+                 "runs_")
+
+# Job key -> the key its finished result is copied to (so a result survives the next job).
+JOB_RESULTS = {TRAIN_JOB: TRAIN_RESULT, SCRATCH_JOB: SCRATCH_RESULT, FINETUNE_JOB: FINETUNE_RESULT}
+_COLLECTED = "_collected_job_ids"
+
+
+def default_backbone() -> str:
+    return os.environ.get(DEFAULT_BACKBONE_ENV) or FALLBACK_BACKBONE
+
+
+def default_data() -> str:
+    if os.environ.get(DEFAULT_DATA_ENV):
+        return os.environ[DEFAULT_DATA_ENV]
+    try:
+        from lib.data.sources import DEFAULT_DATASET
+
+        return str(DEFAULT_DATASET)
+    except ImportError:
+        return FALLBACK_DATA
+
+
+def init_state() -> None:
+    """Sets this session's defaults once: the default backbone and the built-in dataset."""
+    ss = st.session_state
+    ss.setdefault(ZOO_SELECTION, default_backbone())
+    ss.setdefault(DATA_SPEC, default_data())
+    ss.setdefault(DATA_SPLIT, {"val": 0.2, "test": 0.1, "seed": 0})
+    ss.setdefault(DATA_AUGMENT, None)
+    ss.setdefault(RUNS_SELECTION, [])
+    ss.setdefault(_COLLECTED, set())
+
+
+def _check_key(key: str) -> str:
+    if not key.startswith(PAGE_PREFIXES):
+        raise KeyError(f"Received session key `{key}`; keys must start with one of {PAGE_PREFIXES}.")
+    return key
+
+
+def get(key: str, default: Any = None) -> Any:
+    """Reads a page-namespaced session value (for keys not given their own getter below)."""
+    return st.session_state.get(_check_key(key), default)
+
+
+def put(key: str, value: Any) -> None:
+    """Writes a page-namespaced session value."""
+    st.session_state[_check_key(key)] = value
+
+
+# ----- cached resources ----------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=BACKBONE_CACHE_ENTRIES, show_spinner="Loading the backbone…")
+def get_backbone(name: str) -> Backbone:
+    """The shared, frozen backbone `name` (random weights, flagged, when none can be had offline).
+
+    Raises:
+        TransferLabError: unknown name.
+    """
+    return load_backbone(name, allow_random=True)
+
+
+@st.cache_resource(max_entries=DATASET_CACHE_ENTRIES, show_spinner="Reading the dataset…")
+def get_dataset(spec: str):
+    """The shared `DatasetIndex` for a dataset spec (file list, labels, data report).
+
+    Raises:
+        TransferLabError: missing folder, bad zip, too few images, TFDS offline, ...
+    """
+    from lib.data.sources import load_dataset
+
+    return load_dataset(spec)
+
+
+# ----- backbone and data ---------------------------------------------------------------------------
+
+def current_backbone_name() -> str:
+    return st.session_state.get(ZOO_SELECTION) or default_backbone()
+
+
+def set_backbone(name: str) -> None:
+    """Selects the session's backbone. A trained head belongs to its backbone, so it stays as is."""
+    st.session_state[ZOO_SELECTION] = name
+
+
+def current_backbone() -> Backbone:
+    return get_backbone(current_backbone_name())
+
+
+def current_data_spec() -> str | None:
+    return st.session_state.get(DATA_SPEC)
+
+
+def set_data_spec(spec: str | None) -> None:
+    st.session_state[DATA_SPEC] = spec
+
+
+def current_dataset():
+    """The session's `DatasetIndex`, or None when no data is chosen.
+
+    Raises:
+        TransferLabError: the chosen data cannot be read.
+    """
+    spec = current_data_spec()
+    return get_dataset(spec) if spec else None
+
+
+def data_split() -> dict:
+    return dict(st.session_state.get(DATA_SPLIT) or {"val": 0.2, "test": 0.1, "seed": 0})
+
+
+def set_data_split(val: float, test: float, seed: int) -> None:
+    st.session_state[DATA_SPLIT] = {"val": float(val), "test": float(test), "seed": int(seed)}
+
+
+def augment_config():
+    return st.session_state.get(DATA_AUGMENT)
+
+
+def set_augment_config(config) -> None:
+    st.session_state[DATA_AUGMENT] = config
+
+
+def train_config() -> dict:
+    return dict(st.session_state.get(TRAIN_CONFIG) or {})
+
+
+def set_train_config(config: dict) -> None:
+    st.session_state[TRAIN_CONFIG] = dict(config)
+
+
+# ----- jobs and their results ----------------------------------------------------------------------
+
+def get_job(key: str) -> Job | None:
+    return st.session_state.get(_check_key(key))
+
+
+def set_job(key: str, job: Job | None) -> None:
+    st.session_state[_check_key(key)] = job
+
+
+def running_jobs() -> list[Job]:
+    """This session's jobs that are still running."""
+    return [v for k, v in st.session_state.items()
+            if isinstance(k, str) and k.startswith(PAGE_PREFIXES) and isinstance(v, Job) and v.running]
+
+
+def sync_jobs() -> None:
+    """Copies each finished job's result to its result key, once per job.
+
+    Called on every run by the router, so a job that finished while its page was closed still
+    leaves its result (the background thread itself never touches session state).
+    """
+    collected: set = st.session_state.setdefault(_COLLECTED, set())
+    for job_key, result_key in JOB_RESULTS.items():
+        job = st.session_state.get(job_key)
+        if not isinstance(job, Job) or job.id in collected:
+            continue
+        snap = job.snapshot()
+        if snap["status"] in FINISHED:
+            collected.add(job.id)
+            if snap["result"] is not None:
+                st.session_state[result_key] = snap["result"]
+                if job_key == TRAIN_JOB:
+                    # A fine-tuned model belongs to the head it started from, now replaced.
+                    st.session_state.pop(FINETUNE_RESULT, None)
+
+
+def get_result(key: str) -> Any:
+    """The last finished result under `key` (TRAIN_RESULT, FINETUNE_RESULT, SCRATCH_RESULT)."""
+    sync_jobs()
+    return st.session_state.get(key)
+
+
+def set_result(key: str, value: Any) -> None:
+    st.session_state[_check_key(key)] = value
+
+
+def trained_model() -> tuple[Any, list[str]] | None:
+    """The session's newest trained classifier and its class names, or None.
+
+    A fine-tuned model wins over the frozen one it was made from.
+    """
+    for key in (FINETUNE_RESULT, TRAIN_RESULT):
+        result = get_result(key)
+        if result is not None and getattr(result, "model", None) is not None:
+            return result.model, list(result.class_names)
+    return None
