@@ -1,0 +1,86 @@
+"""Home / Learn: what transfer learning is, the workflow, and where this session stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from lib import ui_state
+from lib.plots.workflow import make_workflow_figure
+
+PAGES_DIR = Path(__file__).resolve().parent
+
+LESSON = """
+**Transfer learning** reuses a network that already learned to see from over a million ImageNet
+photos. Its **lower layers are general** (edges, colours, textures) and its **top layers are
+specific** to the 1000 ImageNet classes. So we:
+
+1. **Freeze** the pretrained backbone, so its features stay as they are;
+2. **add a new head** (pooling, optional dense layer, a softmax over *your* classes) and **train only
+   the head**, which needs few images and minutes on a CPU;
+3. optionally **fine-tune**: unfreeze the top layers and train on at a **learning rate about 10×
+   lower**, so the good features are adjusted, not wrecked.
+"""
+
+WHEN_IT_FAILS = """
+**When it fails.** *Too little data* (a handful of images per class) lets even a small head
+memorise; use augmentation, a smaller head, and watch the validation curve. *A different domain*
+(X-rays, satellite or microscope images, spectrograms) makes ImageNet's top-layer features less
+useful: cut the backbone lower, where the features are more general, and fine-tune more layers.
+*Fine-tuning too early or too fast* (a large learning rate on an untrained head) destroys the
+pretrained features: train the head first, then fine-tune at a low rate.
+"""
+
+
+def session_steps() -> set[str]:
+    """Workflow steps this session has done, as keys of `WORKFLOW_STEPS`."""
+    done = {"backbone"}  # a backbone is always selected (the default one)
+    if ui_state.current_data_spec():
+        done.add("data")
+    if ui_state.get_result(ui_state.TRAIN_RESULT) is not None:
+        done |= {"head", "train"}
+    if ui_state.get_result(ui_state.FINETUNE_RESULT) is not None:
+        done.add("fine_tune")
+    return done
+
+
+def page_exists(path: str) -> bool:
+    return (PAGES_DIR.parent / path).is_file()
+
+
+def next_steps_section(done: set[str]) -> None:
+    """One button per step, each with a tick when the session has done it."""
+    st.subheader("Where you are")
+    tick = lambda key: "✅" if key in done else "⬜"  # noqa: E731
+    steps = [
+        ("pages/zoo.py", f"{tick('backbone')} Backbone: `{ui_state.current_backbone_name()}` "
+                         "— change it in the model zoo", ":material/table_chart:"),
+        ("pages/data.py", f"{tick('data')} Data: `{ui_state.current_data_spec() or 'none'}` "
+                          "— look at it, split it, augment it", ":material/photo_library:"),
+        ("pages/train.py", f"{tick('train')} Train a head on the frozen backbone",
+         ":material/model_training:"),
+        ("pages/fine_tune.py", f"{tick('fine_tune')} Fine-tune the top layers",
+         ":material/tune:"),
+        ("pages/predict.py", "Predict on your own photos", ":material/image_search:"),
+        ("pages/look_inside.py", "Look inside: adversarial images, ideal class images, Grad-CAM",
+         ":material/visibility:"),
+        ("pages/runs.py", "Compare runs and download models", ":material/history:"),
+    ]
+    for path, label, icon in steps:
+        if page_exists(path):
+            st.page_link(path, label=label, icon=icon)
+
+
+st.title("TransferLab")
+st.caption("Transfer learning for images, in the browser.")
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.markdown(LESSON)
+    st.markdown(WHEN_IT_FAILS)
+done_steps = session_steps()
+with right:
+    next_steps_section(done_steps)
+st.subheader("The workflow")
+st.plotly_chart(make_workflow_figure(done_steps), width="stretch",
+                config={"displayModeBar": False, "staticPlot": True})
