@@ -1,0 +1,168 @@
+"""The tf.data input pipeline: decode, centre-crop and resize, cache, shuffle, augment, prefetch.
+
+Images come out as float32 pixels in [0, 255] (models hold their own preprocessing) with the same
+geometry as `lib.images.resize_center_crop`: the centre square of the shorter side, resized to
+`image_size`. `load_arrays` runs the very same decode function, so the feature-cache path and the
+streaming path see identical pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lib.data.sources import ImageRecord
+from lib.errors import TransferLabError
+
+# Measured on 2 CPU cores (see tests): decoding small JPEGs scales to ~2 parallel calls; AUTOTUNE
+# picks the same or better on bigger machines, so let tf.data tune it.
+DECODE_PARALLEL = tf.data.AUTOTUNE
+# Batches per load_arrays step (bigger batches amortise the Python overhead).
+ARRAY_BATCH = 64
+
+
+def decode_and_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Reads one image file and returns its centre square resized to `image_size`.
+
+    Cropping before resizing matches `PIL.ImageOps.fit` (what `resize_center_crop` uses) and
+    resizes fewer pixels.
+
+    Args:
+        path: a scalar string tensor; the file is RGB JPEG/PNG (odd files were converted).
+        image_size: the output side S.
+
+    Returns:
+        A float32 tensor (S, S, 3) of pixels in [0, 255].
+    """
+    data = tf.io.read_file(path)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = image[top : top + side, left : left + side, :]  # (side, side, 3) uint8
+    resized = tf.image.resize(
+        tf.cast(square, tf.float32), (image_size, image_size), method="bilinear", antialias=True
+    )
+    return tf.clip_by_value(resized, 0.0, 255.0)  # antialias kernels can overshoot by a hair
+
+
+def validate_arguments(
+    records: Sequence[ImageRecord], num_classes: int, image_size: int, batch_size: int
+) -> None:
+    """Checks the pipeline arguments, echoing bad values.
+
+    Raises:
+        TransferLabError: no records, or a size, batch size or label out of range.
+    """
+    if not records:
+        raise TransferLabError("No images to feed the model: this split is empty.")
+    if num_classes < 2:
+        raise TransferLabError(
+            f"Received `num_classes={num_classes}`; a classifier needs 2 or more."
+        )
+    if image_size < 1:
+        raise TransferLabError(
+            f"Received `image_size={image_size}`; it must be a positive pixel count."
+        )
+    if batch_size < 1:
+        raise TransferLabError(f"Received `batch_size={batch_size}`; it must be 1 or more.")
+    bad = [r.label for r in records if not 0 <= r.label < num_classes]
+    if bad:
+        raise TransferLabError(
+            f"Received a label {bad[0]} outside 0..{num_classes - 1} (`num_classes={num_classes}`)."
+        )
+
+
+def decoded_dataset(
+    records: Sequence[ImageRecord], num_classes: int, image_size: int
+) -> tf.data.Dataset:
+    """Returns an unbatched dataset of `(image (S, S, 3) float32, one-hot label float32)` in order."""
+    paths = tf.constant([r.path for r in records], dtype=tf.string)
+    labels = tf.constant([r.label for r in records], dtype=tf.int32)
+
+    def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return decode_and_resize(path, image_size), tf.one_hot(label, num_classes, dtype=tf.float32)
+
+    return tf.data.Dataset.from_tensor_slices((paths, labels)).map(
+        load, num_parallel_calls=DECODE_PARALLEL, deterministic=True
+    )
+
+
+def deterministic_options() -> tf.data.Options:
+    """tf.data options that keep element order fixed (parallel maps still run in parallel)."""
+    options = tf.data.Options()
+    options.deterministic = True
+    return options
+
+
+def make_dataset(
+    records: Sequence[ImageRecord],
+    num_classes: int,
+    image_size: int,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    augmentation: keras.Sequential | None = None,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """Builds the input pipeline for training or evaluation.
+
+    Args:
+        records: the images (e.g. `split.train`).
+        num_classes: the number of classes (width of the one-hot labels).
+        image_size: the model's input side S.
+        batch_size: images per batch (the last batch may be smaller).
+        shuffle: reshuffle every epoch, in an order fixed by `seed`. Defaults to False.
+        seed: the shuffle seed. Defaults to 0.
+        augmentation: Keras random layers applied to each batch after the cache, so every epoch
+            sees new variations. Defaults to None.
+        cache: keep decoded, resized images in memory after the first epoch. Defaults to True.
+
+    Returns:
+        A dataset of `(images float32 (B, S, S, 3) in [0, 255], labels float32 one-hot (B, C))`.
+
+    Raises:
+        TransferLabError: empty records or invalid sizes.
+    """
+    validate_arguments(records, num_classes, image_size, batch_size)
+    dataset = decoded_dataset(records, num_classes, image_size)
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        # An op-level seed makes the sequence of per-epoch orders reproducible.
+        dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augmentation is not None:
+        dataset = dataset.map(
+            lambda images, labels: (augmentation(images, training=True), labels),
+            num_parallel_calls=1,  # one call at a time keeps the random stream in a fixed order
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(deterministic_options())
+
+
+def load_arrays(
+    records: Sequence[ImageRecord], num_classes: int, image_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loads every image into memory with the same decode and geometry as `make_dataset`.
+
+    Args:
+        records: the images, in the order wanted.
+        num_classes: the number of classes.
+        image_size: the output side S.
+
+    Returns:
+        `(images float32 (N, S, S, 3) in [0, 255], labels float32 one-hot (N, C))`.
+    """
+    validate_arguments(records, num_classes, image_size, 1)
+    dataset = decoded_dataset(records, num_classes, image_size).batch(ARRAY_BATCH)
+    dataset = dataset.with_options(deterministic_options())
+    images, labels = [], []
+    for batch_images, batch_labels in dataset.as_numpy_iterator():
+        images.append(batch_images)
+        labels.append(batch_labels)
+    return np.concatenate(images).astype(np.float32), np.concatenate(labels).astype(np.float32)
