@@ -49,27 +49,29 @@ def page_exists(path: str) -> bool:
     return (PAGES_DIR.parent / path).is_file()
 
 
+DONE_ICON = ":material/check_circle:"
+TODO_ICON = ":material/radio_button_unchecked:"
+
+
 def next_steps_section(done: set[str]) -> None:
-    """One button per step, each with a tick when the session has done it."""
+    """One button per step; the icon ticks the steps this session has done."""
     st.subheader("Where you are")
-    tick = lambda key: "✅" if key in done else "⬜"  # noqa: E731
+    icon = lambda key: DONE_ICON if key in done else TODO_ICON  # noqa: E731
     steps = [
-        ("pages/zoo.py", f"{tick('backbone')} Backbone: `{ui_state.current_backbone_name()}` "
-                         "— change it in the model zoo", ":material/table_chart:"),
-        ("pages/data.py", f"{tick('data')} Data: `{ui_state.current_data_spec() or 'none'}` "
-                          "— look at it, split it, augment it", ":material/photo_library:"),
-        ("pages/train.py", f"{tick('train')} Train a head on the frozen backbone",
-         ":material/model_training:"),
-        ("pages/fine_tune.py", f"{tick('fine_tune')} Fine-tune the top layers",
-         ":material/tune:"),
+        ("pages/zoo.py", f"Backbone: {ui_state.current_backbone_name()} (change it in the model zoo)",
+         icon("backbone")),
+        ("pages/data.py", f"Data: {ui_state.current_data_spec() or 'none yet'} (look, split, augment)",
+         icon("data")),
+        ("pages/train.py", "Train a head on the frozen backbone", icon("train")),
+        ("pages/fine_tune.py", "Fine-tune the top layers", icon("fine_tune")),
         ("pages/predict.py", "Predict on your own photos", ":material/image_search:"),
-        ("pages/look_inside.py", "Look inside: adversarial images, ideal class images, Grad-CAM",
+        ("pages/look_inside.py", "Look inside: adversarial images, ideal images, Grad-CAM",
          ":material/visibility:"),
         ("pages/runs.py", "Compare runs and download models", ":material/history:"),
     ]
-    for path, label, icon in steps:
+    for path, label, step_icon in steps:
         if page_exists(path):
-            st.page_link(path, label=label, icon=icon)
+            st.page_link(path, label=label, icon=step_icon)
 
 
 st.title("TransferLab")

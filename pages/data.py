@@ -1,0 +1,178 @@
+"""Data: choose a dataset, look at it, split it, and set up augmentation."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from lib import ui_state
+from lib.data.sources import BUILTIN_DATASETS
+from lib.errors import TransferLabError
+from lib.paths import cache_dir
+
+SOURCES = ("Built-in", "Folder on the server", "Upload a zip", "TFDS name")
+PREVIEW_COUNT = 8
+PREVIEW_SIZE = 160
+SAMPLES_PER_CLASS = 6
+
+
+def save_upload(name: str, data: bytes) -> str:
+    """Keeps an uploaded zip in the cache (named by content) and returns its path as a spec."""
+    digest = hashlib.sha1(data).hexdigest()[:16]
+    path = cache_dir() / "uploads" / digest / Path(name).name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return str(path)
+
+
+def source_ui() -> str | None:
+    """The source widgets; returns a new dataset spec when the person asks for one."""
+    current = ui_state.current_data_spec() or ""
+    kind = st.radio("Source", SOURCES, horizontal=True, key="data_source_kind",
+                    index=0 if current.startswith("builtin:") or not current else
+                    3 if current.startswith("tfds:") else 1)
+    if kind == "Built-in":
+        names = list(BUILTIN_DATASETS)
+        chosen = st.selectbox("Built-in dataset", names, format_func=lambda n: f"{n}: {BUILTIN_DATASETS[n]}",
+                              key="data_builtin")
+        return f"builtin:{chosen}" if f"builtin:{chosen}" != current else None
+    if kind == "Folder on the server":
+        folder = st.text_input("Folder of class sub-folders (e.g. /data/pets with cats/ and dogs/)",
+                               key="data_folder")
+        return folder.strip() if st.button("Use this folder", key="data_use_folder") and folder else None
+    if kind == "Upload a zip":
+        upload = st.file_uploader("Zip of class folders", type=["zip"], key="data_zip")
+        if upload is not None and st.button("Use this zip", key="data_use_zip"):
+            return save_upload(upload.name, upload.getvalue())
+        return None
+    name = st.text_input("TFDS name (e.g. tf_flowers, cats_vs_dogs; needs the network once)",
+                         key="data_tfds")
+    return f"tfds:{name.strip()}" if st.button("Load", key="data_use_tfds") and name.strip() else None
+
+
+def choose_dataset(spec: str) -> None:
+    """Loads `spec` first and only then makes it the session's data, so a bad path changes nothing."""
+    try:
+        ui_state.get_dataset(spec)
+    except TransferLabError as e:
+        st.error(str(e))
+        return
+    ui_state.set_data_spec(spec)
+    st.rerun()
+
+
+def overview_section(index) -> None:
+    """Counts per class, a sample grid, and the data report."""
+    from lib.plots.data import make_class_count_figure, make_sample_grid_figure
+
+    report = index.report
+    st.success(f"**{index.name}**: {report.summary()}")
+    for warning in report.warnings:
+        st.warning(warning)
+    left, right = st.columns([2, 3])
+    left.plotly_chart(make_class_count_figure(report.counts), key="data_counts_chart")
+    with right:
+        with st.spinner("Drawing samples…"):
+            st.plotly_chart(make_sample_grid_figure(index, per_class=SAMPLES_PER_CLASS),
+                            key="data_samples_chart")
+    with st.expander(f"Data report: {len(report.skipped)} skipped, {len(report.converted)} "
+                     f"converted, {len(report.duplicates)} duplicate groups"):
+        if report.skipped:
+            st.markdown("**Skipped files**")
+            st.dataframe([{"file": p, "reason": r} for p, r in report.skipped], hide_index=True)
+        if report.converted:
+            st.markdown("**Converted to RGB**")
+            st.dataframe([{"file": p, "was": m} for p, m in report.converted], hide_index=True)
+        if report.duplicates:
+            st.markdown("**Exact duplicates** (kept in one split together)")
+            st.dataframe([{"copies": ", ".join(g)} for g in report.duplicates], hide_index=True)
+        if not (report.skipped or report.converted or report.duplicates):
+            st.write("Every file was a usable RGB image, and there are no duplicates.")
+
+
+def split_section(index) -> None:
+    """Validation/test fraction sliders and the resulting counts per class."""
+    from lib.data.split import split_dataset
+
+    split = ui_state.data_split()
+    c1, c2, c3 = st.columns(3)
+    val = c1.slider("Validation share", 0.05, 0.5, split["val"], 0.05, key="data_val")
+    test = c2.slider("Test share", 0.0, 0.4, split["test"], 0.05, key="data_test")
+    seed = c3.number_input("Seed", 0, 10_000, split["seed"], key="data_seed")
+    try:
+        parts = split_dataset(index, val, test, int(seed))
+    except TransferLabError as e:
+        st.error(str(e))
+        return
+    ui_state.set_data_split(val, test, int(seed))
+    table = parts.counts(index.class_names)
+    st.dataframe([{"split": name, **counts, "total": sum(counts.values())}
+                  for name, counts in table.items()], hide_index=True)
+
+
+def augment_ui():
+    """Augmentation settings; returns an `AugmentConfig`, or None when augmentation is off."""
+    from lib.data.augment import AugmentConfig
+
+    current = ui_state.augment_config()
+    on = st.toggle("Augment training images", value=current is not None, key="data_augment_on",
+                   help="Random flips, turns, zooms, shifts and contrast on each training batch. "
+                        "It helps small datasets, but turns off the feature cache.")
+    if not on:
+        return None
+    base = current or AugmentConfig()
+    c1, c2, c3, c4, c5 = st.columns(5)
+    return AugmentConfig(
+        flip=c1.checkbox("Horizontal flip", base.flip, key="data_aug_flip"),
+        rotation=c2.slider("Rotation (turns)", 0.0, 0.5, float(base.rotation), 0.01, key="data_aug_rot"),
+        zoom=c3.slider("Zoom", 0.0, 0.5, float(base.zoom), 0.05, key="data_aug_zoom"),
+        translation=c4.slider("Shift", 0.0, 0.5, float(base.translation), 0.05, key="data_aug_shift"),
+        contrast=c5.slider("Contrast", 0.0, 0.9, float(base.contrast), 0.05, key="data_aug_contrast"),
+    )
+
+
+def augment_preview_section(index, config) -> None:
+    """One image augmented `PREVIEW_COUNT` ways, so the settings can be judged by eye."""
+    from lib.data.augment import augment_preview
+    from lib.images import load_image
+
+    sources = [r.path for r in index.records]
+    pick = st.slider("Preview image", 0, len(sources) - 1, 0, key="data_aug_pick")
+    try:
+        with st.spinner("Augmenting…"):
+            image = load_image(sources[pick], PREVIEW_SIZE)
+            images = augment_preview(image, config, n=PREVIEW_COUNT, seed=pick)
+    except TransferLabError as e:
+        st.error(str(e))
+        return
+    cols = st.columns(PREVIEW_COUNT)
+    for col, image in zip(cols, images, strict=False):
+        col.image(image.astype("uint8"), width="stretch")
+
+
+st.title("Data")
+new_spec = source_ui()
+if new_spec:
+    choose_dataset(new_spec)
+spec = ui_state.current_data_spec()
+if not spec:
+    st.info("Choose a dataset above.")
+    st.stop()
+try:
+    dataset = ui_state.get_dataset(spec)
+except TransferLabError as e:
+    st.error(str(e))
+    st.stop()
+st.header("Overview")
+overview_section(dataset)
+st.header("Split")
+split_section(dataset)
+st.header("Augmentation")
+augment = augment_ui()
+ui_state.set_augment_config(augment)
+if augment is not None:
+    augment_preview_section(dataset, augment)
+st.page_link("pages/train.py", label="Next: train a head on this data", icon=":material/model_training:")

@@ -1,0 +1,137 @@
+"""The dashboard through Streamlit's AppTest: every page renders, and a tiny training runs end to end.
+
+The server-side defaults (`TRANSFERLAB_DEFAULT_BACKBONE`, `TRANSFERLAB_DEFAULT_DATA`) point at the
+hidden 32-px `tiny_random` backbone and a tiny generated folder, so nothing slow is loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import make_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+PAGES = ["pages/home.py", "pages/zoo.py", "pages/data.py", "pages/train.py", "pages/fine_tune.py",
+         "pages/predict.py", "pages/look_inside.py", "pages/runs.py"]
+TIMEOUT = 60
+POLL_SECONDS = 0.5
+TRAIN_DEADLINE = 120
+
+
+@pytest.fixture
+def tiny_defaults(tmp_path, monkeypatch) -> Path:
+    """Points the app's defaults at tiny_random and a 2-class folder of 16 images per class."""
+    folder = make_image_folder(tmp_path / "tiny_data", {"red": 16, "green": 16}, size=36)
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", "tiny_random")
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_DATA", str(folder))
+    return folder
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def existing_pages() -> list[str]:
+    return [p for p in PAGES if (ROOT / p).is_file()]
+
+
+def texts(at: AppTest) -> str:
+    """All markdown, captions, info and error text of the current run, joined."""
+    parts = [e.value for e in at.markdown] + [e.value for e in at.caption]
+    parts += [e.value for e in at.info] + [e.value for e in at.error] + [e.value for e in at.success]
+    parts += [e.value for e in at.warning]
+    return "\n".join(str(p) for p in parts)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Traceback" not in texts(at)
+
+
+def test_router_renders_home_with_sidebar(tiny_defaults):
+    at = new_app().run()
+    assert_clean(at)
+    assert at.title[0].value == "TransferLab"
+    sidebar = "\n".join(m.value for m in at.sidebar.markdown)
+    assert "tiny_random" in sidebar
+    assert "Data:" in sidebar
+
+
+@pytest.mark.parametrize("page", existing_pages())
+def test_every_page_renders(tiny_defaults, page):
+    at = new_app().run()
+    at.switch_page(page).run()
+    assert_clean(at)
+    assert at.title, f"{page} has no title"
+
+
+def test_train_page_without_data_links_to_data(tiny_defaults):
+    at = new_app().run()
+    at.session_state["data_spec"] = None
+    at.switch_page("pages/train.py").run()
+    assert_clean(at)
+    assert "Data" in texts(at) or at.get("page_link")
+
+
+def test_bad_folder_shows_error_not_traceback(tiny_defaults):
+    at = new_app().run()
+    at.switch_page("pages/data.py").run()
+    at.radio(key="data_source_kind").set_value("Folder on the server").run()
+    at.text_input(key="data_folder").input("/no/such/folder").run()
+    at.button(key="data_use_folder").click().run()
+    assert_clean(at)
+    assert any("/no/such/folder" in e.value for e in at.error)
+    assert at.session_state["data_spec"] == str(tiny_defaults)
+
+
+def wait_for_job(at: AppTest, key: str, deadline: float = TRAIN_DEADLINE) -> dict:
+    """Reruns the app (as the fragment's timer would) until the job `key` finishes."""
+    end = time.time() + deadline
+    while time.time() < end:
+        job = at.session_state[key] if key in at.session_state else None
+        if job is not None and not job.running:
+            at.run()
+            return job.snapshot()
+        time.sleep(POLL_SECONDS)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    raise AssertionError(f"{key} did not finish within {deadline} s")
+
+
+def chart_points(at: AppTest, chart_index: int = 0) -> int:
+    """Number of data points in the `chart_index`-th Plotly chart on the page."""
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[chart_index].proto.spec)
+    return sum(len(trace.get("y") or []) for trace in spec["data"])
+
+
+def test_train_then_fine_tune_end_to_end(tiny_defaults):
+    at = new_app().run()
+    at.switch_page("pages/train.py").run()
+    assert_clean(at)
+    at.number_input(key="train_epochs").set_value(2).run()
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    snap = wait_for_job(at, "train_job")
+    assert snap["status"] == "done", snap["error"]
+    assert_clean(at)
+    assert snap["events"]["epoch"], "no epoch rows recorded"
+    assert any(m.label.lower().startswith("validation accuracy") for m in at.metric)
+    assert chart_points(at) > 0
+    assert at.session_state["train_result"] is not None
+
+    at.switch_page("pages/fine_tune.py").run()
+    assert_clean(at)
+    at.number_input(key="finetune_epochs").set_value(1).run()
+    at.button(key="finetune_start").click().run()
+    snap = wait_for_job(at, "finetune_job")
+    assert snap["status"] == "done", snap["error"]
+    assert_clean(at)
+    history = at.session_state["finetune_result"].history
+    assert set(history["phase"]) >= {"frozen", "fine_tune"}

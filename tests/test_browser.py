@@ -1,0 +1,258 @@
+"""The dashboard in a real headless Chromium, against a real `streamlit run` server.
+
+Visits every page through the sidebar (one browser session, as a person would), screenshots each,
+checks the title rendered and that no exception box or traceback shows, then trains a tiny model
+through clicks. The server's defaults point at `tiny_random` and a tiny folder so this stays fast.
+
+The helpers here are reused by `bench/app_latency.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SERVER_START_TIMEOUT = 60
+RENDER_TIMEOUT = 90
+# (nav label, expected h1 or None when another module owns the page and its title)
+NAV_PAGES = [("Home", "TransferLab"), ("Model zoo", None), ("Data", "Data"), ("Train", "Train"),
+             ("Fine-tune", "Fine-tune"), ("Predict", "Predict"), ("Look inside", None),
+             ("Runs", "Runs")]
+
+pytestmark = pytest.mark.browser
+
+
+def browser_missing() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (Path(path).exists() or shutil.which(Path(path).name)):
+            return f"{path} not installed (apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium not installed"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(env_extra: dict[str, str], log_path: Path) -> Iterator[str]:
+    """Runs `streamlit run streamlit_app.py` on a free port; yields its URL and stops it after."""
+    port = free_port()
+    env = dict(os.environ, **env_extra)
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, proc, log_path)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log_path: Path) -> None:
+    end = time.time() + SERVER_START_TIMEOUT
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"streamlit did not answer within {SERVER_START_TIMEOUT} s")
+
+
+def make_driver(user_data_dir: str | Path):
+    """A headless Chromium with no network chatter and a fresh profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--window-size=1400,1000", f"--user-data-dir={user_data_dir}"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def h1_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    heads = driver.find_elements(By.CSS_SELECTOR, "[data-testid=stMain] h1")
+    try:
+        return heads[0].text.strip() if heads else ""
+    except Exception:  # noqa: BLE001 - the element was redrawn between find and read
+        return ""
+
+
+def script_idle(driver) -> bool:
+    """True when Streamlit says the script is not running (fragments aside)."""
+    state = driver.execute_script(
+        "const a = document.querySelector('[data-testid=stApp]');"
+        "return a ? a.getAttribute('data-test-script-state') : null;")
+    return state == "notRunning"
+
+
+def wait_for(predicate, timeout: float = RENDER_TIMEOUT, poll: float = 0.05) -> float:
+    """Polls `predicate()` until true; returns the seconds waited."""
+    start = time.time()
+    while time.time() - start < timeout:
+        try:
+            if predicate():
+                return time.time() - start
+        except Exception:  # noqa: BLE001 - stale elements while Streamlit redraws
+            pass
+        time.sleep(poll)
+    raise TimeoutError(f"condition not met within {timeout} s")
+
+
+def wait_for_title(driver, title: str | None, timeout: float = RENDER_TIMEOUT) -> float:
+    """Waits until the main h1 reads `title` (any non-empty h1 when None)."""
+    if title is None:
+        return wait_for(lambda: bool(h1_text(driver)), timeout)
+    return wait_for(lambda: h1_text(driver) == title, timeout)
+
+
+def click_nav(driver, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    for link in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNavLink]"):
+        if link.text.splitlines()[-1].strip() == label:
+            link.click()
+            return
+    raise LookupError(f"no sidebar link {label!r}")
+
+
+def nav_labels(driver) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [a.text.splitlines()[-1].strip()
+            for a in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNavLink]")]
+
+
+def page_problems(driver) -> list[str]:
+    """Exception boxes and traceback text on the page."""
+    from selenium.webdriver.common.by import By
+
+    problems = [e.text[:300] for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stException]")]
+    body = driver.find_element(By.TAG_NAME, "body").text
+    if "Traceback" in body:
+        problems.append(body[body.index("Traceback"):][:300])
+    return problems
+
+
+def click_button(driver, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stMain] button"):
+        if button.text.strip() == text and button.is_enabled():
+            button.click()
+            return
+    raise LookupError(f"no enabled button {text!r}")
+
+
+def set_number_input(driver, label: str, value: int) -> None:
+    """Types into the number input whose label is `label` and commits it with Enter."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    for box in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stNumberInput]"):
+        if box.text.splitlines()[0].strip() == label:
+            field = box.find_element(By.TAG_NAME, "input")
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(str(value), Keys.ENTER)
+            return
+    raise LookupError(f"no number input {label!r}")
+
+
+def body_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+# ----- the test ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser_env(tmp_path_factory) -> Iterator[tuple[str, object, Path]]:
+    reason = browser_missing()
+    if reason:
+        pytest.skip(reason)
+    from tests.conftest import make_image_folder
+
+    base = tmp_path_factory.mktemp("browser")
+    data = make_image_folder(base / "data", {"red": 16, "green": 16}, size=36)
+    env = {"TRANSFERLAB_CACHE": os.environ["TRANSFERLAB_CACHE"],
+           "TRANSFERLAB_RUNS": os.environ["TRANSFERLAB_RUNS"],
+           "TRANSFERLAB_DEFAULT_BACKBONE": "tiny_random", "TRANSFERLAB_DEFAULT_DATA": str(data)}
+    shots = Path(os.environ.get("TRANSFERLAB_SCREENSHOTS") or base / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    with streamlit_server(env, base / "server.log") as url:
+        driver = make_driver(tempfile.mkdtemp(prefix="chromium-", dir=base))
+        try:
+            driver.get(url)
+            wait_for_title(driver, "TransferLab")
+            yield url, driver, shots
+        finally:
+            driver.quit()
+
+
+def test_every_page_renders_in_the_browser(browser_env):
+    _, driver, shots = browser_env
+    labels = nav_labels(driver)
+    assert "Home" in labels and "Train" in labels
+    for label, title in NAV_PAGES:
+        if label not in labels:
+            continue  # a page another module has not added yet
+        click_nav(driver, label)
+        wait_for_title(driver, title)
+        wait_for(lambda: script_idle(driver))
+        time.sleep(0.5)  # let charts draw before the screenshot
+        driver.save_screenshot(str(shots / f"{label.lower().replace(' ', '_')}.png"))
+        assert not page_problems(driver), (label, page_problems(driver))
+
+
+def test_train_through_clicks(browser_env):
+    _, driver, shots = browser_env
+    click_nav(driver, "Train")
+    wait_for_title(driver, "Train")
+    wait_for(lambda: script_idle(driver))
+    set_number_input(driver, "Epochs", 2)
+    wait_for(lambda: script_idle(driver))
+    click_button(driver, "Start training")
+    wait_for(lambda: "Validation accuracy" in body_text(driver), timeout=180, poll=0.5)
+    wait_for(lambda: script_idle(driver))
+    time.sleep(1.0)
+    driver.save_screenshot(str(shots / "train_done.png"))
+    assert not page_problems(driver), page_problems(driver)
