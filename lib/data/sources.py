@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 from PIL import Image
 
 from lib.data.builtin import (  # noqa: F401  (re-exported: the contract names them here)
@@ -35,7 +36,7 @@ from lib.data.builtin import (  # noqa: F401  (re-exported: the contract names t
 )
 from lib.data.report import DataReport, build_warnings
 from lib.errors import TransferLabError
-from lib.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, open_image
+from lib.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_image, open_image
 from lib.paths import cache_dir
 
 ProgressFn = Callable[[int, int, str], None]
@@ -401,6 +402,28 @@ def find_duplicates(records: tuple[ImageRecord, ...]) -> list[list[str]]:
     for record in records:
         by_hash[record.sha1].append(record.source)
     return sorted(sorted(group) for group in by_hash.values() if len(group) > 1)
+
+
+def sample_images(
+    index: DatasetIndex, per_class: int = 6, size: int = 64, seed: int = 0
+) -> dict[str, list[np.ndarray]]:
+    """Picks a few images per class, resized and centre-cropped, for galleries.
+
+    Args:
+        index: the dataset.
+        per_class: images per class (fewer when a class is smaller). Defaults to 6.
+        size: output side in pixels. Defaults to 64.
+        seed: which images. Defaults to 0.
+
+    Returns:
+        class name -> list of float32 (size, size, 3) pixel arrays.
+    """
+    rng = np.random.default_rng(seed)
+    samples = {}
+    for name, records in index.records_by_class().items():
+        chosen = sorted(rng.choice(len(records), min(per_class, len(records)), replace=False))
+        samples[name] = [load_image(records[i].path, size) for i in chosen]
+    return samples
 
 
 # --- zip files -------------------------------------------------------------------------------
