@@ -14,6 +14,7 @@ Shared vs per session:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -51,6 +52,7 @@ PAGE_PREFIXES = ("home_", "zoo_", "data_", "train_", "scratch_", "finetune_", "p
 # Job key -> the key its finished result is copied to (so a result survives the next job).
 JOB_RESULTS = {TRAIN_JOB: TRAIN_RESULT, SCRATCH_JOB: SCRATCH_RESULT, FINETUNE_JOB: FINETUNE_RESULT}
 _COLLECTED = "_collected_job_ids"
+APP_ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_backbone() -> str:
@@ -233,3 +235,16 @@ def trained_model() -> tuple[Any, list[str]] | None:
         if result is not None and getattr(result, "model", None) is not None:
             return result.model, list(result.class_names)
     return None
+
+
+# ----- navigation ----------------------------------------------------------------------------------
+
+def page_available(path: str) -> bool:
+    """True when the page file exists (pages from other modules may not have landed yet)."""
+    return (APP_ROOT / path).is_file()
+
+
+def page_link(path: str, label: str, icon: str | None = None) -> None:
+    """A button to another page; nothing when that page is not part of this install."""
+    if page_available(path):
+        st.page_link(path, label=label, icon=icon)

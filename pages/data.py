@@ -96,6 +96,7 @@ def overview_section(index) -> None:
 def split_section(index) -> None:
     """Validation/test fraction sliders and the resulting counts per class."""
     from lib.data.split import split_dataset
+    from lib.plots.data import make_split_count_figure
 
     split = ui_state.data_split()
     c1, c2, c3 = st.columns(3)
@@ -109,8 +110,7 @@ def split_section(index) -> None:
         return
     ui_state.set_data_split(val, test, int(seed))
     table = parts.counts(index.class_names)
-    st.dataframe([{"split": name, **counts, "total": sum(counts.values())}
-                  for name, counts in table.items()], hide_index=True)
+    st.plotly_chart(make_split_count_figure(table), key="data_split_chart")
 
 
 def augment_ui():
@@ -175,4 +175,4 @@ augment = augment_ui()
 ui_state.set_augment_config(augment)
 if augment is not None:
     augment_preview_section(dataset, augment)
-st.page_link("pages/train.py", label="Next: train a head on this data", icon=":material/model_training:")
+ui_state.page_link("pages/train.py", label="Next: train a head on this data", icon=":material/model_training:")

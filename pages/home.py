@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from lib import ui_state
 from lib.plots.workflow import make_workflow_figure
-
-PAGES_DIR = Path(__file__).resolve().parent
 
 LESSON = """
 **Transfer learning** reuses a network that already learned to see from over a million ImageNet
@@ -45,10 +41,6 @@ def session_steps() -> set[str]:
     return done
 
 
-def page_exists(path: str) -> bool:
-    return (PAGES_DIR.parent / path).is_file()
-
-
 DONE_ICON = ":material/check_circle:"
 TODO_ICON = ":material/radio_button_unchecked:"
 
@@ -70,8 +62,7 @@ def next_steps_section(done: set[str]) -> None:
         ("pages/runs.py", "Compare runs and download models", ":material/history:"),
     ]
     for path, label, step_icon in steps:
-        if page_exists(path):
-            st.page_link(path, label=label, icon=step_icon)
+        ui_state.page_link(path, label=label, icon=step_icon)
 
 
 st.title("TransferLab")

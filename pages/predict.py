@@ -21,7 +21,7 @@ def model_choice_ui() -> str:
     choice = st.radio("Model", options, horizontal=True, key="predict_model")
     if choice == IMAGENET and ui_state.trained_model() is None:
         st.caption("No trained model in this session yet; using the backbone's ImageNet classes.")
-        st.page_link("pages/train.py", label="Train a model on your data", icon=":material/model_training:")
+        ui_state.page_link("pages/train.py", label="Train a model on your data", icon=":material/model_training:")
     return choice
 
 
