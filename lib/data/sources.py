@@ -19,6 +19,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -477,6 +478,8 @@ def extract_zip(
     except zipfile.BadZipFile as e:
         raise TransferLabError(f"{name} is not a zip file, or it is corrupt ({e}).") from e
     with archive:
+        for member in archive.infolist():  # refuse zip-slip before anything else, even in junk
+            safe_member_path(member.filename, name)
         members = [m for m in archive.infolist() if not m.is_dir() and not is_ignored_member(m)]
         check_members(members, name)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -503,7 +506,7 @@ def is_ignored_member(member: zipfile.ZipInfo) -> bool:
 
 
 def check_members(members: list[zipfile.ZipInfo], name: str) -> None:
-    """Refuses empty zips, zip bombs and entries that would escape the extraction folder.
+    """Refuses empty zips and zip bombs (counted over the entries that will be extracted).
 
     Raises:
         TransferLabError: with the offending entry or number.
@@ -519,8 +522,6 @@ def check_members(members: list[zipfile.ZipInfo], name: str) -> None:
         raise TransferLabError(
             f"{name} unpacks to {declared / 2**30:.1f} GB; the limit is {MAX_ZIP_BYTES / 2**30:.0f} GB."
         )
-    for member in members:
-        safe_member_path(member.filename, name)
 
 
 def safe_member_path(filename: str, name: str) -> PurePosixPath:
@@ -561,7 +562,14 @@ def extract_member(
                         f"{name} unpacks to more than {MAX_ZIP_BYTES / 2**30:.0f} GB; refusing it."
                     )
                 out.write(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+    ) as e:
         raise TransferLabError(
             f"{name} is corrupt: '{member.filename}' cannot be read ({e})."
         ) from e
