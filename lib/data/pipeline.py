@@ -17,8 +17,8 @@ import tensorflow as tf
 from lib.data.sources import ImageRecord
 from lib.errors import TransferLabError
 
-# Measured on 2 CPU cores (see tests): decoding small JPEGs scales to ~2 parallel calls; AUTOTUNE
-# picks the same or better on bigger machines, so let tf.data tune it.
+# Decoding 600 cats/dogs JPEGs to 224 px on 2 busy CPU cores took 3.7 s with 1 parallel call,
+# 2.7 s with 2, 2.8 s with 4 and 2.0 s with AUTOTUNE, which also adapts to bigger machines.
 DECODE_PARALLEL = tf.data.AUTOTUNE
 # Batches per load_arrays step (bigger batches amortise the Python overhead).
 ARRAY_BATCH = 64
@@ -117,7 +117,8 @@ def make_dataset(
         num_classes: the number of classes (width of the one-hot labels).
         image_size: the model's input side S.
         batch_size: images per batch (the last batch may be smaller).
-        shuffle: reshuffle every epoch, in an order fixed by `seed`. Defaults to False.
+        shuffle: reshuffle every epoch, in a sequence of orders fixed by `seed` (and by the global
+            TensorFlow seed, which `keras.utils.set_random_seed` sets). Defaults to False.
         seed: the shuffle seed. Defaults to 0.
         augmentation: Keras random layers applied to each batch after the cache, so every epoch
             sees new variations. Defaults to None.

@@ -23,7 +23,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -93,7 +93,8 @@ class DatasetIndex:
     name: str
     class_names: tuple[str, ...]
     records: tuple[ImageRecord, ...]
-    report: DataReport
+    # Left out of == and hash(): the report is derived from the files, and it is mutable.
+    report: DataReport = field(compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -455,26 +456,38 @@ def load_zip(
         if not path.is_file():
             raise TransferLabError(f"Zip file not found: {path}")
         name = name if name != "upload.zip" else path.name
-        data = path.read_bytes()
-    if not data:
+        source: bytes | Path = path
+        digest = file_sha1(path)
+        empty = path.stat().st_size == 0
+    else:
+        source, digest, empty = data, hashlib.sha1(data).hexdigest(), not data
+    if empty:
         raise TransferLabError(f"{name} is empty (0 bytes).")
-    digest = hashlib.sha1(data).hexdigest()
     target = cache_dir() / "datasets" / "zip" / digest
     if not target.is_dir():
-        extract_zip(data, name, target, on_progress=on_progress)
+        extract_zip(source, name, target, on_progress=on_progress)
     return load_folder(dataset_root(target, name), name=name, on_progress=on_progress)
 
 
+def file_sha1(path: Path) -> str:
+    """Hashes a file in chunks (zips can be bigger than memory should hold)."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(ZIP_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def extract_zip(
-    data: bytes, name: str, target: Path, *, on_progress: ProgressFn | None = None
+    data: bytes | Path, name: str, target: Path, *, on_progress: ProgressFn | None = None
 ) -> None:
-    """Safely extracts a zip into `target` (via a temporary folder, then one rename).
+    """Safely extracts a zip (bytes or a path) into `target` (via a temporary folder, then one rename).
 
     Raises:
         TransferLabError: the zip is not a zip, corrupt, empty, unsafe or too big.
     """
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except zipfile.BadZipFile as e:
         raise TransferLabError(f"{name} is not a zip file, or it is corrupt ({e}).") from e
     with archive:
