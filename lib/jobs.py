@@ -206,25 +206,34 @@ def start_job(kind: str, target: Callable[[Job], Any]) -> Job:
     return Job(kind, target).start()
 
 
-def job_callbacks(job: Job) -> dict[str, Callable]:
+def job_callbacks(job: Job, *, epochs: int | None = None, epoch_offset: int = 0) -> dict[str, Callable]:
     """Keyword callbacks that record lib progress into `job`, for lib functions that take them.
 
     The keys follow the project's callback names: `on_batch_end(row)`, `on_epoch_end(row)`,
-    `on_extract(done, total)`, `on_progress(done, total, message)`, `on_message(text)`.
-    Batch rows carrying `batch`, `batches`, `epoch`, `epochs` and `eta_seconds` also drive the
-    progress bar; pass only the keys the lib function accepts.
+    `on_extract(done, total)`, `on_progress(done, total, message)`, `on_message(text)`; pass only
+    the keys the lib function accepts. Batch rows (`epoch` and `batch` counted from 1, `batches`,
+    `eta_seconds`) also drive the progress bar.
+
+    Args:
+        job: the job to record into.
+        epochs: epochs in this job, for the progress bar. Defaults to None: read `epochs` from the
+            rows when they carry it.
+        epoch_offset: epochs already in the history before this job (fine-tuning continues the
+            frozen phase's numbering). Defaults to 0.
     """
 
     def on_batch_end(row: dict) -> None:
         job.append("batch", row)
-        batches, epochs = row.get("batches") or 0, row.get("epochs") or 0
-        if batches and epochs:
-            done = (int(row.get("epoch", 1)) - 1) * batches + int(row.get("batch", 0)) + 1
-            phase = row.get("phase", "")
-            job.set_progress(done, batches * epochs,
-                             f"{phase.capitalize() or 'Training'}: epoch {row.get('epoch')}/{epochs}, "
-                             f"batch {int(row.get('batch', 0)) + 1}/{batches}",
-                             eta=row.get("eta_seconds"))
+        batches = int(row.get("batches") or 0)
+        total_epochs = epochs or int(row.get("epochs") or 0) - epoch_offset
+        if batches and total_epochs > 0:
+            epoch = int(row.get("epoch", 1)) - epoch_offset
+            batch = int(row.get("batch", 1))
+            done = min((epoch - 1) * batches + batch, total_epochs * batches)
+            phase = str(row.get("phase") or "training").replace("_", "-")
+            job.set_progress(done, total_epochs * batches,
+                             f"{phase.capitalize()}: epoch {epoch}/{total_epochs}, "
+                             f"batch {batch}/{batches}", eta=row.get("eta_seconds"))
 
     def on_epoch_end(row: dict) -> None:
         job.append("epoch", row)

@@ -100,10 +100,10 @@ def test_eta_is_estimated_from_progress():
 
 def test_job_callbacks_record_rows_and_progress():
     job = Job("train", lambda j: None)
-    cb = job_callbacks(job)
+    cb = job_callbacks(job, epochs=2)
     cb["on_extract"](4, 8)
     assert job.snapshot()["fraction"] == 0.5
-    cb["on_batch_end"]({"phase": "frozen", "epoch": 1, "epochs": 2, "batch": 0, "batches": 4,
+    cb["on_batch_end"]({"phase": "frozen", "epoch": 1, "batch": 1, "batches": 4,
                         "loss": 0.7, "accuracy": 0.5, "eta_seconds": 2.0})
     cb["on_epoch_end"]({"phase": "frozen", "epoch": 1, "epochs": 2, "loss": 0.6})
     cb["on_message"]("hello")
@@ -123,3 +123,12 @@ def test_cannot_start_twice():
         pass
     else:
         raise AssertionError("second start must fail")
+
+
+def test_job_callbacks_count_fine_tune_epochs_from_the_offset():
+    job = Job("finetune", lambda j: None)
+    cb = job_callbacks(job, epochs=2, epoch_offset=5)
+    cb["on_batch_end"]({"phase": "fine_tune", "epoch": 7, "batch": 3, "batches": 4})
+    snap = job.snapshot()
+    assert (snap["done"], snap["total"]) == (7, 8)
+    assert "epoch 2/2" in snap["message"]

@@ -1,0 +1,84 @@
+"""Runs: every run on disk (shared by all sessions), curves overlaid, files to download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from lib import ui_state
+from lib.errors import TransferLabError
+from lib.runs import CONFIG_FILE, HISTORY_FILE, LABELS_FILE, MODEL_FILE, list_runs, load_run
+
+TABLE_COLUMNS = ["name", "status", "kind", "backbone", "data", "val_accuracy", "test_accuracy",
+                 "epochs", "started"]
+OVERLAY_METRICS = {"val_accuracy": "Validation accuracy", "val_loss": "Validation loss",
+                   "accuracy": "Training accuracy", "loss": "Training loss"}
+# File name -> MIME type, in the order the buttons are drawn.
+DOWNLOADS = {MODEL_FILE: "application/octet-stream", LABELS_FILE: "text/plain",
+             HISTORY_FILE: "text/csv", CONFIG_FILE: "application/json"}
+
+
+def runs_table_ui(rows: list[dict]) -> list[dict]:
+    """The runs table with row selection; returns the selected rows."""
+    table = [{c: row.get(c) for c in TABLE_COLUMNS} for row in rows]
+    event = st.dataframe(
+        table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
+        column_config={
+            "val_accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
+            "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+        },
+    )
+    return [rows[i] for i in event.selection.rows]
+
+
+def overlay_section(selected: list[dict]) -> None:
+    """Curves of the selected runs on one chart."""
+    from lib.plots.training import make_runs_overlay_figure
+
+    metric = st.selectbox("Curve", list(OVERLAY_METRICS), format_func=OVERLAY_METRICS.get,
+                          key="runs_metric")
+    histories = {}
+    for row in selected:
+        try:
+            histories[row["name"]] = load_run(row["path"])["history"]
+        except TransferLabError as e:
+            st.warning(str(e))
+    if histories:
+        st.plotly_chart(make_runs_overlay_figure(histories, metric=metric), key="runs_overlay")
+
+
+def downloads_section(row: dict) -> None:
+    """One download button per file the run has."""
+    st.markdown(f"**Files of `{row['name']}`**")
+    cols = st.columns(len(DOWNLOADS))
+    for col, (name, mime) in zip(cols, DOWNLOADS.items(), strict=True):
+        path = Path(row["path"]) / name
+        with col:
+            if path.is_file():
+                # A callable defers reading model.keras until the button is pressed.
+                st.download_button(name, data=lambda p=path: p.read_bytes(), file_name=name,
+                                   mime=mime, on_click="ignore", key=f"runs_dl_{row['name']}_{name}",
+                                   icon=":material/download:")
+            else:
+                st.button(name, disabled=True, key=f"runs_missing_{row['name']}_{name}",
+                          help="This run has no such file (not finished, or interrupted).")
+
+
+st.title("Runs")
+st.caption("Every training run on this server, from every session. Select rows to compare them.")
+if st.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
+    st.rerun()
+runs = list_runs()
+if not runs:
+    st.info("No runs yet.")
+    ui_state.page_link("pages/train.py", label="Train your first model",
+                       icon=":material/model_training:")
+    st.stop()
+chosen = runs_table_ui(runs)
+if not chosen:
+    st.info("Select one or more rows to overlay their curves and download their files.")
+    st.stop()
+overlay_section(chosen)
+for run in chosen:
+    downloads_section(run)
