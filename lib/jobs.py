@@ -191,6 +191,18 @@ class Job:
         return f"Job(kind={self.kind!r}, id={self.id!r}, status={self._status!r})"
 
 
+def format_seconds(seconds: float | None) -> str:
+    """A duration for a person: "45 s", "3 min 20 s", "1 h 05 min"; "–" when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 def start_job(kind: str, target: Callable[[Job], Any]) -> Job:
     """Creates and starts a job.
 

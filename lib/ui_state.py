@@ -121,6 +121,39 @@ def get_dataset(spec: str):
     return load_dataset(spec)
 
 
+@st.cache_data(max_entries=64, show_spinner="Counting parameters…")
+def param_counts(backbone_name: str, cut: str | None, hidden_units: int, dropout: float,
+                 num_classes: int) -> dict[str, int]:
+    """Trainable (head) and frozen (body) parameters for these settings, built but never trained."""
+    from lib.models import HeadConfig, build_body, build_head, count_params
+
+    body = build_body(get_backbone(backbone_name), cut)
+    head = build_head(tuple(body.outputs[0].shape[1:]), max(2, num_classes),
+                      HeadConfig(hidden_units=int(hidden_units), dropout=float(dropout)))
+    body_counts = count_params(body)
+    return {"trainable": count_params(head)["trainable"],
+            "non_trainable": body_counts["trainable"] + body_counts["non_trainable"]}
+
+
+def confusion_cell_records(result, true_index: int, pred_index: int) -> list:
+    """The evaluated images with this true and predicted class.
+
+    Predictions over the evaluation split are computed once per result and kept in the session.
+    """
+    from lib.evaluate import predict_records
+
+    evaluation = result.metrics.get("evaluation") or {}
+    records = getattr(result.split, evaluation.get("split", "val"), ()) if result.split else ()
+    cache = st.session_state.setdefault("train_eval_predictions", {})
+    key = (str(result.run_dir), id(result.model))
+    if key not in cache:
+        cache.clear()  # only the newest result's predictions are worth keeping
+        cache[key] = predict_records(result.model, records, len(result.class_names)).argmax(axis=1)
+    predicted = cache[key]
+    return [r for r, p in zip(records, predicted, strict=True)
+            if r.label == true_index and int(p) == pred_index]
+
+
 # ----- backbone and data ---------------------------------------------------------------------------
 
 def current_backbone_name() -> str:
@@ -211,8 +244,9 @@ def sync_jobs() -> None:
             if snap["result"] is not None:
                 st.session_state[result_key] = snap["result"]
                 if job_key == TRAIN_JOB:
-                    # A fine-tuned model belongs to the head it started from, now replaced.
+                    # A fine-tuned model and a baseline belong to the run they started from.
                     st.session_state.pop(FINETUNE_RESULT, None)
+                    st.session_state.pop(SCRATCH_RESULT, None)
 
 
 def get_result(key: str) -> Any:

@@ -6,7 +6,7 @@ import threading
 import time
 
 from lib.errors import TransferLabError
-from lib.jobs import DONE, FAILED, RUNNING, STOPPED, Job, job_callbacks, start_job
+from lib.jobs import DONE, FAILED, RUNNING, STOPPED, Job, format_seconds, job_callbacks, start_job
 
 
 def test_job_runs_target_and_keeps_result():
@@ -132,3 +132,10 @@ def test_job_callbacks_count_fine_tune_epochs_from_the_offset():
     snap = job.snapshot()
     assert (snap["done"], snap["total"]) == (7, 8)
     assert "epoch 2/2" in snap["message"]
+
+
+def test_format_seconds():
+    assert format_seconds(None) == "–"
+    assert format_seconds(4.6) == "5 s"
+    assert format_seconds(200) == "3 min 20 s"
+    assert format_seconds(3900) == "1 h 05 min"
