@@ -1,0 +1,21 @@
+"""Looking inside a network: adversarial examples, ideal class images and Grad-CAM.
+
+* `probe.ModelProbe`: one per model; holds the logits and feature-map views and the compiled steps.
+* `attacks`: FGSM and PGD (untargeted/targeted, L-inf/L2), `eps_sweep` for robust accuracy.
+* `ideal`: regularised gradient ascent on the input (`ideal_image`), transfer to other models.
+* `gradcam`: Grad-CAM heatmaps and overlays.
+
+Everything is pure TensorFlow, in pixel units ([0, 255]), and reports through callbacks.
+"""
+
+from lib.inside.attacks import AttackResult, SweepResult, attack, eps_sweep  # noqa: F401
+from lib.inside.gradcam import GradCamResult, gradcam  # noqa: F401
+from lib.inside.ideal import (  # noqa: F401
+    UNREGULARISED,
+    IdealResult,
+    IdealSettings,
+    compare_tv,
+    ideal_image,
+    transfer_probabilities,
+)
+from lib.inside.probe import ModelProbe  # noqa: F401
