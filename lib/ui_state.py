@@ -154,6 +154,34 @@ def confusion_cell_records(result, true_index: int, pred_index: int) -> list:
             if r.label == true_index and int(p) == pred_index]
 
 
+def _preview_body(result):
+    """A private copy of the result's body, made once per result, for the unfreeze preview."""
+    from lib.models import copy_body, get_body
+
+    key = (str(result.run_dir), id(result.model))
+    cached = st.session_state.get("finetune_preview_body")
+    if cached is None or cached[0] != key:
+        cached = (key, copy_body(get_body(result.model)))
+        st.session_state["finetune_preview_body"] = cached
+    return cached[1]
+
+
+def body_layer_count(result) -> int:
+    """How many layers the body has, counted as `unfreeze_top` counts them."""
+    from lib.models import layer_table
+
+    return len(layer_table(_preview_body(result)))
+
+
+def unfreeze_preview(result, n_layers: int) -> list[dict]:
+    """`layer_table` rows (bottom to top) as they would be after unfreezing the top `n_layers`."""
+    from lib.models import layer_table, unfreeze_top
+
+    body = _preview_body(result)
+    unfreeze_top(body, n_layers=n_layers)
+    return layer_table(body)
+
+
 # ----- backbone and data ---------------------------------------------------------------------------
 
 def current_backbone_name() -> str:
