@@ -125,6 +125,25 @@ def test_bad_files_are_skipped_and_listed(tmp_path):
     assert index.report.counts == {"a": 3, "b": 3}
 
 
+def test_unreadable_and_too_big_files_are_skipped(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "d", {"a": 2, "b": 2})
+    (root / "a" / "dangling.jpg").symlink_to(tmp_path / "missing.jpg")
+    big = root / "b" / "big.png"
+    noise = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(big)  # ~120 kB, far above the 40-px JPEGs
+    monkeypatch.setattr(sources, "MAX_FILE_BYTES", big.stat().st_size - 1)
+    reasons = {Path(p).name: r for p, r in load_dataset(str(root)).report.skipped}
+    assert "cannot be read" in reasons["dangling.jpg"]
+    assert "too big" in reasons["big.png"]
+
+
+def test_folder_with_too_many_files(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "d", {"a": 3, "b": 2})
+    monkeypatch.setattr(sources, "MAX_FOLDER_FILES", 2)
+    with pytest.raises(TransferLabError, match="more than 2 files; is this the right folder"):
+        load_dataset(str(root))
+
+
 def test_odd_modes_are_converted_once_and_listed(tmp_path, cache_root):
     root = make_image_folder(tmp_path / "d", {"a": 2, "b": 2})
     rng = np.random.default_rng(1)

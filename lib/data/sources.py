@@ -50,6 +50,8 @@ MIN_IMAGES_PER_CLASS = 2
 PROGRESS_EVERY = 25
 # Decoding is mostly C code that releases the GIL, so a few threads use both cores.
 SCAN_THREADS = 4
+# A folder with more files than this is almost surely the wrong folder (a home folder, a disk).
+MAX_FOLDER_FILES = 500_000
 # Zip limits: generous for a real photo set, small enough that a zip bomb cannot fill the disk.
 MAX_ZIP_FILES = 50_000
 MAX_ZIP_BYTES = 2 * 1024**3
@@ -230,12 +232,26 @@ def is_ignored(name: str) -> bool:
     return name.startswith(".") or name in IGNORED_NAMES
 
 
-def list_files(folder: Path) -> list[Path]:
-    """Lists every visible file under `folder`, recursively, in sorted order."""
+def list_files(folder: Path, limit: int | None = None) -> list[Path]:
+    """Lists every visible file under `folder`, recursively, in sorted order.
+
+    Args:
+        folder: the folder to walk.
+        limit: the most files accepted. Defaults to `MAX_FOLDER_FILES`.
+
+    Raises:
+        TransferLabError: more than `limit` files (probably the wrong folder, e.g. a home folder).
+    """
+    limit = MAX_FOLDER_FILES if limit is None else limit
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not is_ignored(d))
         found.extend(Path(dirpath) / f for f in sorted(filenames) if not is_ignored(f))
+        if len(found) > limit:
+            raise TransferLabError(
+                f"{folder} holds more than {limit:,} files; is this the right folder? "
+                "Point at a folder whose sub-folders are the classes."
+            )
     return found
 
 
@@ -277,12 +293,17 @@ def scan_file(path: Path, class_index: int) -> _Scanned:
     skip = lambda reason: _Scanned(source, class_index, skip_reason=reason)  # noqa: E731
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return skip(f"not an image file ('{path.suffix or 'no extension'}')")
-    size = path.stat().st_size
-    if size == 0:
-        return skip("empty file (0 bytes)")
-    if size > MAX_FILE_BYTES:
-        return skip(f"too big ({size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB)")
-    data = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return skip("empty file (0 bytes)")
+        if size > MAX_FILE_BYTES:
+            return skip(
+                f"too big ({size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB)"
+            )
+        data = path.read_bytes()
+    except OSError as e:  # broken links, permissions
+        return skip(f"cannot be read ({e.strerror or e})")
     sha1 = hashlib.sha1(data).hexdigest()
     try:
         # Full decode: catches truncated and corrupt files, and converts odd modes to RGB.
@@ -291,7 +312,12 @@ def scan_file(path: Path, class_index: int) -> _Scanned:
         return skip(
             str(e).replace("The uploaded image", "The file").replace("uploaded image", "file")
         )
-    needs = conversion_reason(data, info.mode)
+    except Exception as e:  # crafted files can trip PIL in odd ways; one file must not stop a scan
+        return skip(f"unreadable image ({type(e).__name__}: {e})")
+    try:
+        needs = conversion_reason(data, info.mode)
+    except Exception:  # unreadable metadata: re-encoding what open_image decoded is always safe
+        needs = "unreadable metadata"
     if not needs:
         return _Scanned(source, class_index, sha1=sha1, path=source)
     converted = cache_dir() / "datasets" / "converted" / f"{sha1}.png"
