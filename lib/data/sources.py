@@ -186,8 +186,9 @@ def load_folder(
         TransferLabError: the folder is missing, has no class sub-folders, has only one class, or
             a class with fewer than 2 usable images.
     """
-    root = Path(root).expanduser()
     name = name or str(root)
+    # Absolute record paths stay valid whatever the working directory of a later reader.
+    root = Path(root).expanduser().absolute()
     if not root.exists():
         raise TransferLabError(f"Dataset folder not found: {root}")
     if not root.is_dir():
