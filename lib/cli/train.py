@@ -1,0 +1,156 @@
+"""`train` and `evaluate`: the same functions the Train and Runs pages call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+BAR_WIDTH = 24
+
+
+class ProgressBar:
+    """Draws training progress on stderr: a live bar on a terminal, one line per epoch otherwise."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_draw = 0.0
+
+    def _bar(self, done: float, total: float) -> str:
+        filled = int(BAR_WIDTH * done / total) if total else 0
+        return "#" * filled + "-" * (BAR_WIDTH - filled)
+
+    def _draw(self, text: str) -> None:
+        if self.live:
+            self.stream.write("\r" + text.ljust(90)[:120])
+            self.stream.flush()
+
+    def on_extract(self, done: int, total: int) -> None:
+        self._draw(f"features [{self._bar(done, total)}] {done}/{total} images")
+        if done == total and not self.live:
+            self.stream.write(f"features: {total} images\n")
+
+    def on_batch_end(self, row: dict) -> None:
+        now = time.monotonic()
+        if now - self._last_draw < 0.1 and row["batch"] < row["batches"]:
+            return  # a terminal does not need more than 10 frames a second
+        self._last_draw = now
+        loss = f"{row['loss']:.4f}" if row.get("loss") is not None else "-"
+        self._draw(f"{row['phase']} epoch {row['epoch']} [{self._bar(row['batch'], row['batches'])}] "
+                   f"{row['batch']}/{row['batches']} loss {loss} eta {row['eta_seconds']:.0f}s")
+
+    def on_epoch_end(self, row: dict) -> None:
+        if self.live:
+            self.stream.write("\r" + " " * 120 + "\r")
+        parts = [f"{row['phase']} epoch {row['epoch']}/{row['epochs']}"]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if row.get(key) is not None:
+                parts.append(f"{key} {row[key]:.4f}")
+        parts.append(f"{row['seconds']:.2f}s")
+        self.stream.write("  ".join(parts) + "\n")
+        self.stream.flush()
+
+    def on_message(self, text: str) -> None:
+        if self.live:
+            self.stream.write("\r" + " " * 120 + "\r")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def config_from_args(args: argparse.Namespace):
+    """Builds a validated `TrainConfig` from the command line."""
+    from lib.data.augment import AugmentConfig
+    from lib.models import HeadConfig
+    from lib.training import TrainConfig
+
+    return TrainConfig(
+        backbone=args.backbone, data=args.data, cut=args.cut,
+        head=HeadConfig(hidden_units=args.hidden, dropout=args.dropout),
+        optimizer=args.optimizer, learning_rate=args.lr, batch_size=args.batch_size,
+        epochs=args.epochs, label_smoothing=args.label_smoothing,
+        early_stopping_patience=args.patience if args.patience > 0 else None,
+        augment=AugmentConfig() if args.augment else None,
+        val_split=args.val_split, test_split=args.test_split, seed=args.seed,
+        use_feature_cache=not args.no_feature_cache, fine_tune_epochs=args.fine_tune_epochs,
+        unfreeze=args.unfreeze, unfreeze_from=args.unfreeze_from,
+        fine_tune_lr_factor=args.fine_tune_lr_factor,
+    ).validate()
+
+
+def train_command(args: argparse.Namespace) -> dict:
+    from lib.training import FINE_TUNE, FROZEN, SCRATCH, TrainCallbacks, train, train_from_scratch
+
+    config = config_from_args(args)
+    bar = ProgressBar()
+    callbacks = TrainCallbacks(on_batch_end=bar.on_batch_end, on_epoch_end=bar.on_epoch_end,
+                               on_extract=bar.on_extract, on_message=bar.on_message)
+    start = time.perf_counter()
+    if args.scratch:
+        result = train_from_scratch(config, run_dir=args.out, callbacks=callbacks)
+    else:
+        result = train(config, run_dir=args.out, callbacks=callbacks)
+    phases = result.metrics.get("phases", {})
+    first = phases.get(SCRATCH if args.scratch else FROZEN, {})
+    return {
+        "run": str(result.run_dir),
+        "val_accuracy": first.get("val_accuracy"),
+        "fine_tune_val_accuracy": phases.get(FINE_TUNE, {}).get("val_accuracy"),
+        "epochs": int(len(result.history)),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def evaluate_command(args: argparse.Namespace) -> dict:
+    from lib.data.sources import load_dataset
+    from lib.evaluate import check_class_names, evaluate_model
+    from lib.runs import load_trained_model
+
+    model, labels = load_trained_model(args.run)
+    dataset = load_dataset(args.data)
+    check_class_names(labels, dataset.class_names, dataset.name)
+    report = evaluate_model(model, dataset.records, labels, batch_size=args.batch_size)
+    return {key: report[key] for key in ("accuracy", "n", "classes", "confusion", "per_class")}
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.2, got {text!r}") from None
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a head on a frozen backbone, then fine-tune")
+    p.add_argument("--data", required=True, help="folder of class folders, .zip, or builtin:NAME")
+    p.add_argument("--backbone", default="efficientnet_lite0", help="registry name (default %(default)s)")
+    p.add_argument("--out", default=None, help="new run folder (default: a new folder under the runs dir)")
+    p.add_argument("--epochs", type=int, default=10, help="frozen-phase epochs (default %(default)s)")
+    p.add_argument("--fine-tune-epochs", type=int, default=0, help="fine-tuning epochs (default 0: none)")
+    p.add_argument("--unfreeze", type=int, default=20, help="top body layers to unfreeze (default 20)")
+    p.add_argument("--unfreeze-from", default=None, help="unfreeze from this layer up instead")
+    p.add_argument("--fine-tune-lr-factor", type=float, default=0.1,
+                   help="fine-tuning rate = --lr x this (default 0.1)")
+    p.add_argument("--val-split", type=_fraction, default=0.2, help="validation fraction (default 0.2)")
+    p.add_argument("--test-split", type=_fraction, default=0.1, help="test fraction (default 0.1)")
+    p.add_argument("--augment", action="store_true", help="flip/rotate/zoom/shift/contrast augmentation")
+    p.add_argument("--seed", type=int, default=0, help="split, init and order seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.add_argument("--lr", type=float, default=1e-3, help="frozen-phase learning rate (default 1e-3)")
+    p.add_argument("--optimizer", default="adam", help="adam, sgd or rmsprop (default adam)")
+    p.add_argument("--cut", default=None, help="cut point (default: the top feature layer)")
+    p.add_argument("--hidden", type=int, default=0, help="hidden Dense units in the head (default 0)")
+    p.add_argument("--dropout", type=float, default=0.2, help="head dropout (default 0.2)")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="default 0")
+    p.add_argument("--patience", type=int, default=3, help="early-stopping patience; 0 = off (default 3)")
+    p.add_argument("--no-feature-cache", action="store_true", help="run the body on every batch")
+    p.add_argument("--scratch", action="store_true",
+                   help="the from-scratch baseline: same architecture, random init, all trainable")
+    p.set_defaults(handler=train_command)
+
+    p = subparsers.add_parser("evaluate", help="accuracy and confusion matrix of a run on a dataset")
+    p.add_argument("--run", required=True, help="a run folder written by `train`")
+    p.add_argument("--data", required=True, help="folder of class folders (same classes as the run)")
+    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.set_defaults(handler=evaluate_command)
+

@@ -1,0 +1,124 @@
+"""Evaluation: accuracy, per-class precision and recall, confusion matrix, and the top losses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from lib.data.pipeline import make_dataset
+from lib.data.sources import ImageRecord
+from lib.errors import TransferLabError
+
+TOP_LOSSES = 16
+# Probabilities are clipped before the log so a confident mistake has a finite loss.
+EPSILON = 1e-7
+
+
+def predict_records(model: keras.Model, records: Sequence[ImageRecord], num_classes: int,
+                    batch_size: int = 32) -> np.ndarray:
+    """Runs a classifier over images in order.
+
+    Returns:
+        float32 probabilities `(N, C)`.
+    """
+    size = int(model.inputs[0].shape[1])
+    dataset = make_dataset(records, num_classes, size, batch_size, shuffle=False, cache=False)
+    out = [np.asarray(model(images, training=False)) for images, _ in dataset]
+    return np.concatenate(out).astype(np.float32)
+
+
+def summarize_predictions(probs: np.ndarray, records: Sequence[ImageRecord],
+                          class_names: Sequence[str], top_losses: int = TOP_LOSSES) -> dict:
+    """Turns predicted probabilities into the evaluation report.
+
+    Args:
+        probs: `(N, C)` probabilities, row i for `records[i]`.
+        records: the images with their true labels.
+        class_names: names in label order.
+        top_losses: how many highest-loss examples to list. Defaults to `TOP_LOSSES`.
+
+    Returns:
+        `{"accuracy", "n", "classes", "confusion" (rows = true, cols = predicted),
+        "per_class": {name: {"precision", "recall", "support"}}, "top_losses": [{"path",
+        "source", "true", "pred", "loss", "prob"}, ...]}`.
+    """
+    n_classes = len(class_names)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != (len(records), n_classes):
+        raise ValueError(f"Received probabilities of shape {probs.shape}; expected "
+                         f"({len(records)}, {n_classes}).")
+    true = np.array([r.label for r in records], dtype=np.int64)
+    pred = probs.argmax(axis=1)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (true, pred), 1)
+    per_class = {}
+    for i, name in enumerate(class_names):
+        predicted, support = confusion[:, i].sum(), confusion[i, :].sum()
+        per_class[name] = {
+            "precision": float(confusion[i, i] / predicted) if predicted else 0.0,
+            "recall": float(confusion[i, i] / support) if support else 0.0,
+            "support": int(support),
+        }
+    losses = -np.log(np.clip(probs[np.arange(len(true)), true], EPSILON, 1.0))
+    worst = np.argsort(-losses, kind="stable")[:top_losses]
+    return {
+        "accuracy": float((pred == true).mean()) if len(true) else 0.0,
+        "n": int(len(true)),
+        "classes": list(class_names),
+        "confusion": confusion.tolist(),
+        "per_class": per_class,
+        "top_losses": [
+            {
+                "path": records[i].path,
+                "source": records[i].source,
+                "true": class_names[true[i]],
+                "pred": class_names[pred[i]],
+                "loss": float(losses[i]),
+                "prob": float(probs[i, pred[i]]),
+            }
+            for i in worst
+        ],
+    }
+
+
+def evaluate_model(model: keras.Model, records: Sequence[ImageRecord], class_names: Sequence[str],
+                   batch_size: int = 32) -> dict:
+    """Evaluates a classifier on images.
+
+    Args:
+        model: pixels in [0, 255] -> probabilities over `class_names`.
+        records: the images (e.g. a test split), labels indexing `class_names`.
+        class_names: names in label order.
+        batch_size: images per forward pass. Defaults to 32.
+
+    Returns:
+        The report from `summarize_predictions`.
+
+    Raises:
+        TransferLabError: no images, or the model's output does not match the classes.
+    """
+    if not records:
+        raise TransferLabError("No images to evaluate on: the split is empty.")
+    width = int(model.outputs[0].shape[-1])
+    if width != len(class_names):
+        raise TransferLabError(
+            f"The model predicts {width} classes but the data has {len(class_names)}: "
+            f"{', '.join(class_names)}."
+        )
+    probs = predict_records(model, records, len(class_names), batch_size)
+    return summarize_predictions(probs, records, class_names)
+
+
+def check_class_names(run_labels: Sequence[str], data_classes: Sequence[str], data_name: str) -> None:
+    """Checks that a dataset has exactly the classes a run was trained on, in the same order.
+
+    Raises:
+        TransferLabError: the names differ; the message lists both.
+    """
+    if list(run_labels) != list(data_classes):
+        raise TransferLabError(
+            f"The classes of {data_name} ({', '.join(data_classes)}) do not match the run's labels "
+            f"({', '.join(run_labels)}). Evaluate on data with the same class folders."
+        )

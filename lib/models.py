@@ -1,0 +1,252 @@
+"""Model = body + head: the classifier a person trains on top of a backbone.
+
+    pixels (B, S, S, 3) in [0, 255] -> body(x, training=False) -> head -> probabilities (B, C)
+
+* The body is the backbone cut at a cut point. `build_body` shares the backbone's frozen layers, so
+  it costs no memory and can never change the shared backbone (its layers are not trainable).
+* The head is `GlobalAveragePooling2D` (when the body outputs a map) -> optional Dense hidden ->
+  Dropout -> Dense `logits` -> softmax `probabilities`, seeded so that two heads built with the same
+  arguments start from the same weights (the feature-cache path relies on that).
+* Fine-tuning works on `copy_body(body)`, a private copy, where `unfreeze_top` makes the top layers
+  trainable and keeps every BatchNormalization layer frozen.
+
+Only built-in Keras layers are used, so a saved `model.keras` loads with
+`keras.models.load_model(path, safe_mode=True)` and no custom objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+
+from lib.backbones.registry import Backbone, feature_model
+from lib.errors import TransferLabError
+
+BODY_NAME = "body"
+HEAD_NAME = "head"
+CLASSIFIER_NAME = "classifier"
+POOL_NAME = "pool"
+HIDDEN_NAME = "hidden"
+DROPOUT_NAME = "dropout"
+LOGITS_NAME = "logits"
+PROBABILITIES_NAME = "probabilities"
+MAX_HIDDEN_UNITS = 8192
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """What sits on top of the body.
+
+    Attributes:
+        hidden_units: width of an optional Dense ReLU layer before the classifier; 0 means none.
+            Defaults to 0 (a linear classifier on pooled features, which is what transfer learning
+            on small data usually wants).
+        dropout: dropout rate before the classifier, in [0, 1). Defaults to 0.2.
+    """
+
+    hidden_units: int = 0
+    dropout: float = 0.2
+
+    def validate(self) -> HeadConfig:
+        """Returns self, or raises TransferLabError echoing the bad value."""
+        if not isinstance(self.hidden_units, int) or not 0 <= self.hidden_units <= MAX_HIDDEN_UNITS:
+            raise TransferLabError(
+                f"Received `hidden_units={self.hidden_units}`; use 0 (no hidden layer) up to "
+                f"{MAX_HIDDEN_UNITS}."
+            )
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise TransferLabError(f"Received `dropout={self.dropout}`; use a rate in [0, 1).")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_body(backbone: Backbone, cut: str | None = None) -> keras.Model:
+    """Cuts a backbone at a cut point, sharing its frozen layers.
+
+    Args:
+        backbone: a loaded backbone (shared and frozen; it is only read).
+        cut: a name from `backbone.spec.cut_points`. Defaults to None: the top feature layer.
+
+    Returns:
+        A model named `"body"` from pixels `(B, S, S, 3)` to the cut layer's output.
+
+    Raises:
+        TransferLabError: `cut` is not a cut point of this backbone.
+    """
+    cut_model = feature_model(backbone, cut)
+    return keras.Model(cut_model.input, cut_model.output, name=BODY_NAME)
+
+
+def build_head(feature_shape: tuple, num_classes: int, config: HeadConfig | None = None,
+               seed: int = 0) -> keras.Model:
+    """Builds the trainable head.
+
+    Args:
+        feature_shape: the body's output shape without the batch axis: `(H, W, C)` for a feature
+            map (pooled first) or `(C,)` for a feature vector.
+        num_classes: number of classes, at least 2.
+        config: hidden units and dropout. Defaults to `HeadConfig()`.
+        seed: seeds every initializer and the dropout mask, so equal arguments give equal heads
+            that also train identically. Defaults to 0.
+
+    Returns:
+        A model named `"head"`: features -> probabilities `(B, num_classes)`, with a Dense layer
+        `"logits"` before the softmax layer `"probabilities"`.
+    """
+    config = (config or HeadConfig()).validate()
+    feature_shape = tuple(int(d) for d in feature_shape)
+    if len(feature_shape) not in (1, 3):
+        raise TransferLabError(
+            f"Received `feature_shape={feature_shape}`; a head takes a feature map (H, W, C) or a "
+            "feature vector (C,)."
+        )
+    if num_classes < 2:
+        raise TransferLabError(f"Received `num_classes={num_classes}`; a classifier needs at least 2.")
+    inputs = keras.Input(feature_shape, name="features")
+    x = inputs
+    if len(feature_shape) == 3:
+        x = keras.layers.GlobalAveragePooling2D(name=POOL_NAME)(x)  # (B, C)
+    if config.hidden_units:
+        x = keras.layers.Dense(
+            config.hidden_units, activation="relu", name=HIDDEN_NAME,
+            kernel_initializer=keras.initializers.HeUniform(seed=seed + 1),
+        )(x)
+    x = keras.layers.Dropout(config.dropout, seed=seed + 2, name=DROPOUT_NAME)(x)
+    x = keras.layers.Dense(
+        num_classes, name=LOGITS_NAME, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 3),
+    )(x)
+    outputs = keras.layers.Activation("softmax", name=PROBABILITIES_NAME)(x)
+    return keras.Model(inputs, outputs, name=HEAD_NAME)
+
+
+def build_classifier(body: keras.Model, head: keras.Model, input_size: int, *,
+                     body_inference: bool = True) -> keras.Model:
+    """Joins body and head into the classifier a person trains, saves and predicts with.
+
+    Args:
+        body: pixels -> features (from `build_body` or `copy_body`).
+        head: features -> probabilities (from `build_head`).
+        input_size: square input side in pixels.
+        body_inference: call the body with `training=False`, so BatchNorm uses its moving statistics
+            and never updates them (transfer learning and fine-tuning). False lets BatchNorm train,
+            which only the from-scratch baseline wants. Defaults to True.
+
+    Returns:
+        A model named `"classifier"`: pixels `(B, S, S, 3)` in [0, 255] -> probabilities.
+    """
+    inputs = keras.Input((input_size, input_size, 3), name="pixels")
+    features = body(inputs, training=False) if body_inference else body(inputs)
+    outputs = head(features)
+    return keras.Model(inputs, outputs, name=CLASSIFIER_NAME)
+
+
+def copy_body(body: keras.Model) -> keras.Model:
+    """Returns a private copy of a body (new layers, same weights and trainable flags).
+
+    Fine-tuning changes weights, so it must never touch the shared backbone's layers.
+    """
+    copy = keras.models.clone_model(body)
+    copy.set_weights(body.get_weights())
+    for src, dst in zip(body.layers, copy.layers, strict=True):
+        dst.trainable = src.trainable
+    return copy
+
+
+def is_batchnorm(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _body_layers(body: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer but the input, bottom to top."""
+    return [layer for layer in body.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def unfreeze_top(body: keras.Model, n_layers: int | None = None,
+                 from_layer: str | None = None) -> list[str]:
+    """Makes the top of a (private) body trainable, keeping every BatchNormalization layer frozen.
+
+    Layers are counted as in the Keras transfer-learning guide: every layer of the body but the
+    input, weightless ones (activations, adds) included.
+
+    Args:
+        body: a body from `copy_body`; never the shared one.
+        n_layers: unfreeze this many layers from the top. Defaults to None.
+        from_layer: unfreeze this layer and everything above it. Defaults to None.
+            Exactly one of `n_layers` and `from_layer` must be given.
+
+    Returns:
+        The names of the layers with weights that are now trainable, bottom to top.
+
+    Raises:
+        TransferLabError: both or neither given, `n_layers` out of range, or an unknown layer name.
+    """
+    if (n_layers is None) == (from_layer is None):
+        raise TransferLabError(
+            f"Received `n_layers={n_layers}` and `from_layer={from_layer}`; give exactly one."
+        )
+    layers = _body_layers(body)
+    if from_layer is not None:
+        names = [layer.name for layer in layers]
+        if from_layer not in names:
+            raise TransferLabError(
+                f"Received `from_layer={from_layer}`, which is not a layer of the body. "
+                f"Its top layers are: {', '.join(names[-8:])}."
+            )
+        start = names.index(from_layer)
+    else:
+        if not isinstance(n_layers, int) or not 1 <= n_layers <= len(layers):
+            raise TransferLabError(
+                f"Received `unfreeze={n_layers}`; the body has {len(layers)} layers, so use 1 to "
+                f"{len(layers)}."
+            )
+        start = len(layers) - n_layers
+    body.trainable = True
+    unfrozen = []
+    for i, layer in enumerate(layers):
+        # BatchNorm stays frozen: with a small batch its statistics would drift and wreck the
+        # features the head learned on (and `training=False` keeps it in inference mode anyway).
+        trainable = i >= start and not is_batchnorm(layer)
+        layer.trainable = trainable
+        if trainable and layer.weights:
+            unfrozen.append(layer.name)
+    return unfrozen
+
+
+def count_params(model: keras.Model) -> dict[str, int]:
+    """Returns `{"trainable": n, "non_trainable": m}` parameter counts."""
+    return {
+        "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "non_trainable": int(sum(np.prod(w.shape) for w in model.non_trainable_weights)),
+    }
+
+
+def layer_table(body: keras.Model) -> list[dict]:
+    """One row per body layer, bottom to top, for the Fine-tune page's layer list.
+
+    Returns:
+        Dicts with `name`, `type`, `trainable`, `is_batchnorm` and `params`.
+    """
+    return [
+        {
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "trainable": bool(layer.trainable),
+            "is_batchnorm": is_batchnorm(layer),
+            "params": int(sum(np.prod(w.shape) for w in layer.weights)),
+        }
+        for layer in _body_layers(body)
+    ]
+
+
+def get_body(classifier: keras.Model) -> keras.Model:
+    """The body inside a classifier from `build_classifier`."""
+    return classifier.get_layer(BODY_NAME)
+
+
+def get_head(classifier: keras.Model) -> keras.Model:
+    """The head inside a classifier from `build_classifier`."""
+    return classifier.get_layer(HEAD_NAME)
