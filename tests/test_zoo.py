@@ -1,0 +1,121 @@
+"""The measured zoo: two tiny backbones measured fast, the per-machine cache, the JSON columns."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import keras
+import pytest
+
+from lib import zoo
+from lib.backbones import RANDOM, BackboneSpec, list_specs, register_backbone
+
+FAST = {"min_runs": 3, "budget_s": 0.05}
+
+
+def _build_tiny_wide(pretrained: bool = False) -> keras.Model:
+    inputs = keras.Input((24, 24, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 255, name="preprocess")(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, name="block1_conv")(x)
+    x = keras.layers.BatchNormalization(name="block1_bn")(x)
+    x = keras.layers.ReLU(name="top_activation")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dense(5, name="logits")(x)
+    return keras.Model(inputs, keras.layers.Activation("softmax", name="probabilities")(x))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def second_tiny():
+    register_backbone(
+        BackboneSpec(name="tiny_zoo_test", family="test", builder=_build_tiny_wide, input_size=24,
+                     preprocessing="x / 255", feature_dim=8, cut_points=("top_activation",),
+                     weights_source="random", weights_status=lambda: RANDOM, top1=50.0, top5=90.0,
+                     accuracy_source="made up for the test", num_classes=5, listed=False),
+        replace=True,
+    )
+
+
+def _fake_fingerprint(cpu: str) -> dict:
+    fp = {"cpu": cpu, "cores": 2, "gpu": None, "tensorflow": "x", "keras": "y", "device": f"CPU: {cpu}"}
+    fp["key"] = zoo.fingerprint_key(fp)
+    return fp
+
+
+def test_two_tiny_backbones_measure_fast_and_cache_by_fingerprint():
+    fp = _fake_fingerprint("test CPU A")
+    progress = []
+    start = time.perf_counter()
+    data = zoo.measure_zoo(["tiny_random", "tiny_zoo_test"], (1, 4), fingerprint=fp,
+                           on_progress=lambda d, t, m: progress.append((d, t)), **FAST)
+    assert time.perf_counter() - start < 30
+    assert progress[0] == (0, 2) and progress[-1] == (2, 2)
+    row = data["rows"]["tiny_zoo_test"]
+    assert row["params"] == 3 * 3 * 3 * 8 + 8 + 4 * 8 + 8 * 5 + 5
+    assert row["depth"] == 3  # conv, BN, dense: the layers with weights
+    assert row["size_mb"] > 0 and row["peak_mem_mb"] is not None
+    assert row["measured_pretrained"] is False
+    t1, t4 = row["timings"]["1"], row["timings"]["4"]
+    assert t1["runs"] >= 3 and t1["p10_ms_per_image"] <= t1["median_ms_per_image"] <= t1["p90_ms_per_image"]
+    assert t4["throughput_ips"] > 0
+
+    assert zoo.zoo_cache_path(fp).is_file()
+    again = zoo.zoo_table(["tiny_zoo_test"], fingerprint=fp)["rows"][0]
+    assert again["latency_ms_b1"] == t1["median_ms_per_image"]
+    other = zoo.zoo_table(["tiny_zoo_test"], fingerprint=_fake_fingerprint("test CPU B"))["rows"][0]
+    assert other["latency_ms_b1"] is None  # another machine: nothing measured there yet
+
+    # Re-measuring one row keeps the other.
+    before = zoo.load_zoo_cache(fp)["rows"]["tiny_random"]["measured_at"]
+    zoo.measure_zoo(["tiny_zoo_test"], (1,), fingerprint=fp, **FAST)
+    rows = zoo.load_zoo_cache(fp)["rows"]
+    assert rows["tiny_random"]["measured_at"] == before and "1" in rows["tiny_zoo_test"]["timings"]
+
+
+def test_json_has_the_documented_columns():
+    fp = _fake_fingerprint("test CPU C")
+    zoo.measure_zoo(["tiny_random"], (1, 32), fingerprint=fp, **FAST)
+    table = zoo.zoo_table(["tiny_random"], fingerprint=fp)
+    json.dumps(table)
+    for key in ("fingerprint", "device", "depth_method", "latency_method", "memory_method", "accuracy_note", "rows"):
+        assert key in table
+    row = table["rows"][0]
+    assert set(zoo.ZOO_COLUMNS) <= set(row)
+    assert row["latency_ms_b32"] is not None and row["throughput_b32"] is not None
+
+
+def test_cli_without_measure_prints_registry_and_cache(capsys):
+    from lib.cli import main
+
+    assert main(["zoo", "--json", "--backbones", "efficientnet_lite0,resnet50"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in table["rows"]] == ["efficientnet_lite0", "resnet50"]
+    assert table["rows"][1]["top1"] == 74.9 and table["rows"][1]["top5"] == 92.1
+    assert main(["zoo", "--backbones", "efficientnet_lite0"]) == 0
+    assert "published ImageNet figures" in capsys.readouterr().out
+
+
+def test_cli_bad_input_is_one_line(capsys):
+    from lib.cli import main
+
+    assert main(["zoo", "--batch", "1,x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "1,x" in err and err.count("\n") == 1
+
+
+def test_published_accuracy_is_present_wherever_the_registry_has_it():
+    rows = {r["name"]: r for r in zoo.zoo_table(fingerprint=_fake_fingerprint("any"))["rows"]}
+    assert {n: rows[n]["top1"] for n in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")} == {
+        "efficientnet_lite0": 75.1, "efficientnet_lite1": 76.7, "efficientnet_lite2": 77.6}
+    for spec in list_specs():
+        assert rows[spec.name]["top1"] == spec.top1 and rows[spec.name]["top5"] == spec.top5
+        if spec.top1 is not None:
+            assert rows[spec.name]["accuracy_source"]
+
+
+def test_pareto_front_keeps_only_undominated():
+    rows = [{"name": "a", "latency_ms_b1": 1, "top1": 70}, {"name": "b", "latency_ms_b1": 2, "top1": 69},
+            {"name": "c", "latency_ms_b1": 3, "top1": 80}, {"name": "d", "latency_ms_b1": None, "top1": 90}]
+    assert zoo.pareto_front(rows) == ["a", "c"]
+
+
