@@ -6,8 +6,12 @@ import os
 import tempfile
 from pathlib import Path
 
-# Isolate every test session from the user's cache and runs, before lib is imported.
-_SESSION_CACHE = tempfile.mkdtemp(prefix="transferlab-test-cache-")
+# Isolate every test session from the user's cache and runs, before lib is imported. Tests import
+# this file both as `conftest` and as `tests.conftest`; the marker keeps one cache per session.
+_MARKER = "TRANSFERLAB_TEST_SESSION_CACHE"
+if os.environ.get(_MARKER) != os.environ.get("TRANSFERLAB_CACHE") or _MARKER not in os.environ:
+    os.environ[_MARKER] = tempfile.mkdtemp(prefix="transferlab-test-cache-")
+_SESSION_CACHE = os.environ[_MARKER]
 os.environ["TRANSFERLAB_CACHE"] = _SESSION_CACHE
 os.environ["TRANSFERLAB_RUNS"] = os.path.join(_SESSION_CACHE, "runs")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,7 +26,8 @@ SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datas
 @pytest.fixture(autouse=True)
 def clean_keras_state():
     """Each test starts from clean global Keras state and fixed seeds."""
-    keras.backend.clear_session()
+    # free_memory=False skips a full gc.collect() per test (~0.4 s each across the suite).
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
 

@@ -56,3 +56,21 @@ def test_predict_prints_top5_json(tmp_path):
     assert result["image"] == str(path) and len(result["top"]) == 5
     assert set(result["top"][0]) == {"index", "label", "prob"}
     assert 281 <= result["top"][0]["index"] <= 285
+
+
+def test_data_command_reports_counts_and_split(tmp_path):
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "d", {"a": 6, "b": 5})
+    (root / "a" / "notes.txt").write_text("not an image")
+    out = run_cli("data", "--data", str(root), "--val-split", "0.3", "--test-split", "0")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["classes"] == ["a", "b"] and result["report"]["counts"] == {"a": 6, "b": 5}
+    assert [p for p, _ in result["report"]["skipped"]] == [str(root / "a" / "notes.txt")]
+    assert sum(result["split"]["val"].values()) >= 2
+
+
+def test_data_command_missing_folder_is_a_user_error(tmp_path):
+    out = run_cli("data", "--data", str(tmp_path / "nowhere"))
+    assert out.returncode == 2 and "nowhere" in out.stderr and "Traceback" not in out.stderr
