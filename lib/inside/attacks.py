@@ -116,6 +116,16 @@ def validate_attack(method: str, norm: str, eps: float, steps: int) -> None:
         raise TransferLabError(f"Received `steps={steps}`; use 1 to {MAX_STEPS}.")
 
 
+def check_images(probe: ModelProbe, images: np.ndarray) -> None:
+    """Raises TransferLabError unless `images` is (N, S, S, 3) at the model's input size."""
+    if images.ndim != 4 or images.shape[1:] != (probe.input_size, probe.input_size, 3):
+        shape = images.shape[1:] if images.ndim == 4 else images.shape
+        raise TransferLabError(
+            f"Received images of shape {shape}; the model takes ({probe.input_size}, "
+            f"{probe.input_size}, 3). Load them with `load_image(path, {probe.input_size})`."
+        )
+
+
 def ascent_direction(grad: tf.Tensor, norm: str) -> tf.Tensor:
     """The steepest-ascent unit step for a norm: sign(g) for L-inf, g / ||g||_2 for L2.
 
@@ -247,11 +257,7 @@ def attack_batch(
     """
     validate_attack(method, norm, eps, steps)
     x0 = np.asarray(images, dtype=np.float32)
-    if x0.ndim != 4 or x0.shape[1:] != (probe.input_size, probe.input_size, 3):
-        raise TransferLabError(
-            f"Received images of shape {x0.shape}; the model takes (N, {probe.input_size}, "
-            f"{probe.input_size}, 3)."
-        )
+    check_images(probe, x0)
     batch = len(x0)
     n_steps = 1 if method == "fgsm" else int(steps)
     size = float(eps) if method == "fgsm" else float(step_size or STEP_SIZE_FACTOR * eps / n_steps)
@@ -329,6 +335,7 @@ def attack(
             f"Received `target={target}`; the model has classes 0..{probe.num_classes - 1}."
         )
     x0 = np.asarray(image, dtype=np.float32)[None]  # (1, S, S, 3)
+    check_images(probe, x0)
     probs_before = probe.probabilities(x0)[0]  # (K,)
     reference = int(np.argmax(probs_before))
     goal = reference if target is None else int(target)
@@ -397,6 +404,7 @@ def eps_sweep(
     x = np.asarray(images, dtype=np.float32)
     if x.ndim != 4 or len(x) == 0:
         raise TransferLabError(f"Received images of shape {x.shape}; need at least one image.")
+    check_images(probe, x)
     eps_grid = sorted(float(e) for e in eps_values)
     if not eps_grid:
         raise TransferLabError("Received no eps values to sweep.")
