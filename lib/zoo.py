@@ -445,3 +445,81 @@ def weights_summary(rows: Sequence[dict]) -> dict[str, list[str]]:
     for row in rows:
         groups.setdefault(row.get("weights") or RANDOM, []).append(row["name"])
     return groups
+
+
+# ----- for the page ------------------------------------------------------------------------------------
+
+# Flat-row column -> header shown to people.
+DISPLAY_COLUMNS = {
+    "name": "Backbone",
+    "family": "Family",
+    "input_size": "Input px",
+    "params_m": "Params (M)",
+    "depth": "Depth",
+    "size_mb": "Size (MB)",
+    "top1": "Top-1 % (published)",
+    "top5": "Top-5 % (published)",
+    "latency_ms_b1": "ms/img b1",
+    "latency_ms_b32": "ms/img b32",
+    "throughput_b32": "img/s b32",
+    "peak_mem_mb": "Peak mem (MB)",
+    "weights": "Weights",
+    "feature_dim": "Feature dim",
+}
+
+
+def display_table(table: dict, other_tables: Sequence[dict] = ()):
+    """The zoo as a pandas DataFrame for display, one row per backbone, headers for people.
+
+    Args:
+        table: `zoo_table(...)`.
+        other_tables: zoo caches from other devices (`list_zoo_caches()`); each adds a
+            "ms/img b32 (<device>)" column, so CPU and GPU timings sit side by side.
+
+    Returns:
+        A DataFrame with the `DISPLAY_COLUMNS` headers (plus one column per other device).
+        `Weights` says "random (timed)" where latency was measured without pretrained weights.
+    """
+    import pandas as pd
+
+    records = []
+    for row in table["rows"]:
+        record = {**row, "params_m": None if row.get("params") is None else round(row["params"] / 1e6, 2)}
+        if row.get("measured_pretrained") is False and row.get("latency_ms_b1") is not None:
+            record["weights"] = f"{row['weights']} (timed with random weights)"
+        records.append(record)
+    frame = pd.DataFrame(records, columns=list(DISPLAY_COLUMNS)).rename(columns=DISPLAY_COLUMNS)
+    current = table["fingerprint"].get("key")
+    for other in other_tables:
+        if other["fingerprint"].get("key") == current:
+            continue
+        label = f"ms/img b32 ({other['fingerprint'].get('device', 'other device')})"
+        timings = {n: (r.get("timings") or {}).get("32", {}).get("median_ms_per_image")
+                   for n, r in other["rows"].items()}
+        frame[label] = [timings.get(n) for n in frame["Backbone"]]
+    return frame
+
+
+def describe_cut_points(backbone) -> list[dict]:
+    """Each cut point of a loaded backbone: its output shape and how much of the network lies below.
+
+    Args:
+        backbone: a `lib.backbones.Backbone`.
+
+    Returns:
+        `[{"cut", "output_shape", "layers_below", "params_below_m"}]`, bottom to top. "Below" counts
+        the layers listed before the cut point (for branching networks, the layers computed first).
+    """
+    model = backbone.model
+    index = {layer.name: i for i, layer in enumerate(model.layers)}
+    cumulative, total = [], 0
+    for layer in model.layers:
+        total += sum(int(np.prod(w.shape)) for w in layer.weights)
+        cumulative.append(total)
+    rows = []
+    for cut in backbone.spec.cut_points:
+        i = index[cut]
+        shape = tuple(model.layers[i].output.shape[1:])
+        rows.append({"cut": cut, "output_shape": "x".join(str(s) for s in shape),
+                     "layers_below": i + 1, "params_below_m": round(cumulative[i] / 1e6, 3)})
+    return rows

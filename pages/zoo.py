@@ -1,0 +1,163 @@
+"""Model zoo: every backbone with published accuracy and latency measured on this machine."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib import ui_state, zoo
+from lib.backbones import get_spec
+from lib.errors import TransferLabError
+from lib.jobs import format_seconds, job_callbacks, start_job
+from lib.plots.zoo import make_zoo_scatter_figure
+
+MEASURE_JOB = "zoo_measure_job"
+LIVE_REFRESH_S = 1.0
+SCOPES = ("The selected backbone", "The backbones shown", "Every backbone")
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def load_table() -> dict:
+    """The registry + this machine's cached measurements (cheap; refreshed every few seconds)."""
+    return zoo.zoo_table()
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def load_other_tables() -> list[dict]:
+    return zoo.list_zoo_caches()
+
+
+def header_section(table: dict) -> None:
+    st.title("Model zoo")
+    st.caption(f"Measured on **{table['device']}** · TensorFlow {table['fingerprint']['tensorflow']}")
+    st.info(
+        "Top-1/top-5 are the **published** ImageNet figures (source per backbone below), not "
+        "measured here. Latency, throughput and memory are measured on this machine; a backbone "
+        "whose weights are unavailable offline is timed with random weights (same cost).",
+        icon=":material/info:",
+    )
+    groups = zoo.weights_summary(table["rows"])
+    ready = groups.get("offline", []) + groups.get("cached", [])
+    st.markdown(f"**Pretrained weights available offline:** {', '.join(ready) or 'none'}.")
+    missing = groups.get("download needed", [])
+    if missing:
+        st.caption(f"{len(missing)} backbones need a download for their ImageNet weights (random "
+                   "weights otherwise, flagged wherever they are used).")
+
+
+def filters_ui(table: dict) -> dict:
+    """Family, weights and text filters; returns the chosen values."""
+    families = sorted({r["family"] for r in table["rows"]})
+    statuses = sorted({r["weights"] for r in table["rows"]})
+    c1, c2, c3 = st.columns([2, 2, 1])
+    return {
+        "families": c1.multiselect("Family", families, key="zoo_filter_family"),
+        "weights": c2.multiselect("Weights", statuses, key="zoo_filter_weights"),
+        "measured_only": c3.toggle("Measured only", key="zoo_filter_measured"),
+        "text": st.text_input("Search", key="zoo_filter_text", placeholder="e.g. mobilenet"),
+    }
+
+
+def filter_rows(rows: list[dict], chosen: dict) -> list[dict]:
+    text = (chosen["text"] or "").strip().lower()
+    return [r for r in rows
+            if (not chosen["families"] or r["family"] in chosen["families"])
+            and (not chosen["weights"] or r["weights"] in chosen["weights"])
+            and (not chosen["measured_only"] or r.get("latency_ms_b1") is not None)
+            and (not text or text in r["name"].lower() or text in r["family"].lower())]
+
+
+def table_section(table: dict, rows: list[dict]) -> str | None:
+    """The sortable table; returns the name of the row the person selected, if any."""
+    frame = zoo.display_table({**table, "rows": rows}, load_other_tables())
+    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
+                         key="zoo_table", width="stretch")
+    picked = event.selection.rows if event and event.selection else []
+    return frame.iloc[picked[0]]["Backbone"] if picked else None
+
+
+def measure_ui(selected: str, shown: list[str]) -> None:
+    """Re-measure one row, the rows shown, or all, as a background job with a progress bar."""
+    job = ui_state.get_job(MEASURE_JOB)
+    if job is not None and job.running:
+        measure_progress()
+        return
+    c1, c2, c3 = st.columns([2, 1, 1])
+    scope = c1.radio("Re-measure", SCOPES, horizontal=True, key="zoo_measure_scope")
+    batches = c2.multiselect("Batch sizes", [1, 8, 32, 64], default=[1, 32], key="zoo_measure_batches")
+    if c3.button("Re-measure", type="primary", key="zoo_measure_start", disabled=not batches):
+        names = {SCOPES[0]: [selected], SCOPES[1]: shown, SCOPES[2]: None}[scope]
+
+        def target(job):
+            return zoo.measure_zoo(names, batches, stop_event=job.stop_event,
+                                   on_progress=job_callbacks(job)["on_progress"])
+
+        ui_state.set_job(MEASURE_JOB, start_job("zoo_measure", target))
+        st.rerun()
+    if job is not None:
+        snap = job.snapshot()
+        if snap["error"]:
+            st.error(snap["error"])
+        elif snap["status"] in ("done", "stopped"):
+            st.success(f"Measurement {snap['status']} in {format_seconds(snap['elapsed'])}.")
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def measure_progress() -> None:
+    job = ui_state.get_job(MEASURE_JOB)
+    snap = job.snapshot()
+    st.progress(snap["fraction"], text=f"{snap['message']} · ETA {format_seconds(snap['eta'])}")
+    if st.button("Stop after this backbone", key="zoo_measure_stop"):
+        job.stop()
+    if not job.running:
+        load_table.clear()
+        load_other_tables.clear()
+        st.rerun()
+
+
+def scatter_section(rows: list[dict], selected: str) -> None:
+    x = st.radio("Latency", ["latency_ms_b1", "latency_ms_b32"], horizontal=True, key="zoo_scatter_x",
+                 format_func=lambda c: "batch 1" if c.endswith("b1") else "batch 32")
+    st.plotly_chart(make_zoo_scatter_figure(rows, x=x, selected=selected), width="stretch")
+
+
+def selected_section(name: str) -> None:
+    """The session's backbone: what the registry says, and its stages and cut points."""
+    spec = get_spec(name)
+    st.subheader(f"Selected: {name}")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Input", f"{spec.input_size} px")
+    c2.metric("Feature dim", spec.feature_dim)
+    c3.metric("Top-1 (published)", "–" if spec.top1 is None else f"{spec.top1:.1f}%")
+    c4.metric("Weights", spec.weights_status())
+    st.caption(f"Preprocessing inside the model: {spec.preprocessing}. Weights: {spec.weights_source}. "
+               f"Accuracy source: {spec.accuracy_source or '–'}.")
+    if st.toggle("Show output shapes (loads the backbone)", key="zoo_show_shapes"):
+        with st.spinner(f"Loading {name}…"):
+            backbone = ui_state.get_backbone(name)
+        if not backbone.pretrained:
+            st.warning(f"{name} has random weights here: fine for size and speed, not for features.")
+        st.dataframe(zoo.describe_cut_points(backbone), hide_index=True, width="stretch")
+    else:
+        st.markdown("**Cut points** (bottom to top; the last is the feature layer): "
+                    + " → ".join(f"`{c}`" for c in spec.cut_points))
+
+
+def main() -> None:
+    table = load_table()
+    header_section(table)
+    chosen = filters_ui(table)
+    rows = filter_rows(table["rows"], chosen)
+    picked = table_section(table, rows)
+    if picked and picked != ui_state.current_backbone_name():
+        ui_state.set_backbone(picked)
+        st.rerun()  # the sidebar shows the new backbone at once
+    selected = ui_state.current_backbone_name()
+    measure_ui(selected, [r["name"] for r in rows])
+    scatter_section(rows, selected)
+    selected_section(selected)
+
+
+try:
+    main()
+except TransferLabError as e:
+    st.error(str(e))
