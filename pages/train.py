@@ -309,7 +309,8 @@ if not session_backbone.pretrained:
 st.markdown(f"**{data_index.name}**: {data_index.report.summary()} · backbone "
             f"`{session_backbone.spec.name}` ({session_backbone.spec.input_size} px)")
 running = [k for k in JOB_KEYS if (j := ui_state.get_job(k)) is not None and j.running]
-with st.expander("Settings", expanded=not running):
+settings_open = not running and ui_state.get_result(ui_state.TRAIN_RESULT) is None
+with st.expander("Settings", expanded=settings_open):
     train_config = settings_ui(session_backbone, disabled=bool(running))
     try:
         summary_section(train_config, data_index.num_classes)

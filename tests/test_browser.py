@@ -171,18 +171,28 @@ def page_problems(driver) -> list[str]:
     return problems
 
 
-def click_button(driver, text: str) -> None:
+def click_button(driver, text: str, timeout: float = RENDER_TIMEOUT) -> None:
+    """Clicks the enabled main-area button labelled `text`, waiting for it to appear."""
+    wait_for(lambda: _click_button(driver, text), timeout)
+
+
+def _click_button(driver, text: str) -> bool:
     from selenium.webdriver.common.by import By
 
     for button in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stMain] button"):
-        if button.text.strip() == text and button.is_enabled():
+        # Material icons render as ligature text ("play_arrow") on a line before the label.
+        if button.text.strip().splitlines()[-1:] == [text] and button.is_enabled():
             button.click()
-            return
-    raise LookupError(f"no enabled button {text!r}")
+            return True
+    return False
 
 
-def set_number_input(driver, label: str, value: int) -> None:
-    """Types into the number input whose label is `label` and commits it with Enter."""
+def set_number_input(driver, label: str, value: int, timeout: float = RENDER_TIMEOUT) -> None:
+    """Types into the number input labelled `label` (waiting for it) and commits with Enter."""
+    wait_for(lambda: _set_number_input(driver, label, value), timeout)
+
+
+def _set_number_input(driver, label: str, value: int) -> bool:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -191,8 +201,20 @@ def set_number_input(driver, label: str, value: int) -> None:
             field = box.find_element(By.TAG_NAME, "input")
             field.send_keys(Keys.CONTROL, "a")
             field.send_keys(str(value), Keys.ENTER)
-            return
-    raise LookupError(f"no number input {label!r}")
+            return True
+    return False
+
+
+def save_full_screenshot(driver, path: Path) -> None:
+    """A screenshot of the whole page: the window grows to the app's height for the shot."""
+    height = driver.execute_script(
+        "const m = document.querySelector('[data-testid=stMain]');"
+        "return Math.max(document.body.scrollHeight, m ? m.scrollHeight : 0);")
+    width, old_height = driver.get_window_size()["width"], driver.get_window_size()["height"]
+    driver.set_window_size(width, min(max(old_height, int(height) + 200), 6000))
+    time.sleep(0.5)  # let charts re-layout to the new size
+    driver.save_screenshot(str(path))
+    driver.set_window_size(width, old_height)
 
 
 def body_text(driver) -> str:
@@ -238,8 +260,10 @@ def test_every_page_renders_in_the_browser(browser_env):
         click_nav(driver, label)
         wait_for_title(driver, title)
         wait_for(lambda: script_idle(driver))
-        time.sleep(0.5)  # let charts draw before the screenshot
+        started = time.time()
+        time.sleep(0.3)  # let charts draw before the screenshot
         driver.save_screenshot(str(shots / f"{label.lower().replace(' ', '_')}.png"))
+        print(f"{label}: rendered, screenshot in {time.time() - started:.1f} s")
         assert not page_problems(driver), (label, page_problems(driver))
 
 
@@ -253,6 +277,5 @@ def test_train_through_clicks(browser_env):
     click_button(driver, "Start training")
     wait_for(lambda: "Validation accuracy" in body_text(driver), timeout=180, poll=0.5)
     wait_for(lambda: script_idle(driver))
-    time.sleep(1.0)
-    driver.save_screenshot(str(shots / "train_done.png"))
+    save_full_screenshot(driver, shots / "train_done.png")
     assert not page_problems(driver), page_problems(driver)
