@@ -27,9 +27,9 @@ PAGES = [
     ("pages/look_inside.py", "Look inside", ":material/visibility:"),
     ("pages/runs.py", "Runs", ":material/history:"),
 ]
-# Job key -> what the sidebar calls it.
-JOB_NAMES = {ui_state.TRAIN_JOB: "Training", ui_state.SCRATCH_JOB: "From-scratch baseline",
-             ui_state.FINETUNE_JOB: "Fine-tuning"}
+# Job kind -> what the sidebar calls it; other kinds show their own name.
+JOB_NAMES = {"train": "Training", "scratch": "From-scratch baseline", "finetune": "Fine-tuning",
+             "zoo_measure": "Measuring the zoo"}
 
 
 def build_pages() -> list:
@@ -71,14 +71,11 @@ def model_sidebar() -> None:
 
 @st.fragment(run_every=2)
 def jobs_sidebar() -> None:
-    """Running jobs of this session, redrawn every 2 s while any is running."""
-    for key, name in JOB_NAMES.items():
-        job = ui_state.get_job(key)
-        if job is None:
-            continue
+    """Running jobs of this session (any page's), redrawn every 2 s while any is running."""
+    for job in ui_state.running_jobs():
         snap = job.snapshot()
-        if snap["status"] == "running":
-            st.progress(snap["fraction"], text=f"{name}: {snap['message']}")
+        name = JOB_NAMES.get(job.kind, job.kind.replace("_", " ").capitalize())
+        st.progress(snap["fraction"], text=f"{name}: {snap['message']}")
 
 
 def sidebar() -> None:
