@@ -119,3 +119,21 @@ def test_pareto_front_keeps_only_undominated():
     assert zoo.pareto_front(rows) == ["a", "c"]
 
 
+
+
+def test_scatter_figure_draws_bubbles_and_the_front():
+    from lib.plots.zoo import make_zoo_scatter_figure
+
+    rows = [{"name": "a", "latency_ms_b1": 1.0, "top1": 70.0, "size_mb": 10.0, "weights": "offline",
+             "params": 1, "top5": None},
+            {"name": "b", "latency_ms_b1": 2.0, "top1": 60.0, "size_mb": 500.0, "weights": "download needed",
+             "params": 2, "top5": None},
+            {"name": "c", "latency_ms_b1": 3.0, "top1": 80.0, "size_mb": 40.0, "weights": "cached",
+             "params": 3, "top5": 95.0}]
+    fig = make_zoo_scatter_figure(rows, selected="c")
+    front = next(t for t in fig.data if t.name == "Pareto front")
+    assert list(front.x) == [1.0, 3.0]
+    sizes = {t.text[0]: t.marker.size[0] for t in fig.data if t.mode == "markers+text"}
+    assert sizes["b"] > sizes["c"] > sizes["a"]  # bubble area follows size on disk
+    with pytest.raises(ValueError, match="nope"):
+        make_zoo_scatter_figure(rows, x="nope")
