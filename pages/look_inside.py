@@ -429,26 +429,26 @@ def ideal_result_ui(result, probe: ModelProbe) -> None:
 
 
 def compare_result_ui(out: dict, probe: ModelProbe) -> None:
-    """TV 0 next to your TV weight: the images, their total variation, and transfer."""
-    cols = st.columns(2)
+    """Plain ascent, your settings with TV 0, and yours: images, total variation, transfer."""
+    cols = st.columns(len(out))
     rows = []
-    for col, key in zip(cols, ("tv0", "tv"), strict=True):
-        item = out[key]
+    for col, item in zip(cols, out.values(), strict=True):
         result = item["result"]
-        name = f"TV {item['tv']:g}"
         transfer = ", ".join(f"{m.replace('efficientnet_', '')} {p:.2f}"
                              for m, p in item["transfer"].items())
         col.image(result.image.astype(np.uint8), width="stretch",
-                  caption=f"{name}: p = {result.prob:.2f} on this model; total variation "
+                  caption=f"{item['name']}: p = {result.prob:.2f} here; total variation "
                           f"{item['total_variation']:.3f}" + (f"; {transfer}" if transfer else ""))
-        rows.append({"setting": name, "model": "this model", "prob": result.prob})
-        rows += [{"setting": name, "model": m.replace("efficientnet_", ""), "prob": p}
+        rows.append({"setting": item["name"], "model": "this model", "prob": result.prob})
+        rows += [{"setting": item["name"], "model": m.replace("efficientnet_", ""), "prob": p}
                  for m, p in item["transfer"].items()]
     st.plotly_chart(make_transfer_figure(rows, title="Probability of the class, per model"),
                     key="inside_compare_transfer")
-    st.caption("Models that did not make the image (other EfficientNet-Lite sizes, each at its own "
-               "input size) are a proxy for a person: an image that only fools its own network "
-               "is noise; one that other networks also see as the class shows its patterns.")
+    st.caption("Plain gradient ascent (raw pixels, no penalty, no jitter) convinces only the network "
+               "that made it: coloured noise. Models that did not make the image (other "
+               "EfficientNet-Lite sizes, each at its own input size) stand in for a person: when "
+               "they also see the class, the image holds the class's patterns. Total variation "
+               "makes the image smoother (lower total variation).")
 
 
 def gallery_ui() -> None:
@@ -474,7 +474,8 @@ def ideal_tab(probe: ModelProbe, backbone_name: str | None) -> None:
     if c1.button("Generate", type="primary", icon=":material/auto_awesome:", key="inside_ideal_run",
                  disabled=job is not None and job.running):
         start(IDEAL_JOB, "ideal image", ideal_target(probe, index, settings))
-    if c2.button(f"Compare TV 0 with TV {settings.tv_weight:g}", icon=":material/compare:",
+    if c2.button(f"Compare TV 0 with TV {settings.tv_weight:g} (and plain ascent)",
+                 icon=":material/compare:",
                  key="inside_compare_run", disabled=cmp_job is not None and cmp_job.running):
         try:
             others = transfer_probes(backbone_name)
@@ -494,8 +495,8 @@ def ideal_tab(probe: ModelProbe, backbone_name: str | None) -> None:
         progress_fragment(COMPARE_JOB, "TV comparison")
     elif cmp_snap is not None:
         finished_note(cmp_snap)
-        if cmp_snap["result"] is not None and len(cmp_snap["result"]) == 2:
-            st.subheader("TV weight 0 vs yours")
+        if cmp_snap["result"]:
+            st.subheader("TV weight 0 vs yours, and plain gradient ascent")
             compare_result_ui(cmp_snap["result"], probe)
     gallery_ui()
 

@@ -114,8 +114,10 @@ def test_total_variation_of_a_flat_image_is_zero():
 
 def test_compare_tv_and_transfer(probe):
     out = compare_tv(probe, 6, replace(FAST, steps=10, tv_weight=50.0), others={"same": probe})
+    assert list(out) == ["plain", "tv0", "tv"]
     assert out["tv0"]["tv"] == 0.0 and out["tv"]["tv"] == 50.0
-    for key in ("tv0", "tv"):
+    assert out["plain"]["result"].settings.parameterization == "pixels"
+    for key in out:
         assert 0.0 <= out[key]["transfer"]["same"] <= 1.0
     probs = transfer_probabilities(out["tv"]["result"].image, 6, {"same": probe})
     assert probs["same"] == pytest.approx(out["tv"]["result"].prob, abs=1e-6)

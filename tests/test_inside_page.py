@@ -71,7 +71,7 @@ def test_ideal_image_and_tv_comparison(app):
     at = wait_for(at, "inside_compare_job")
     assert_clean(at)
     result = at.session_state["inside_compare_job"].snapshot()["result"]
-    assert set(result) == {"tv0", "tv"}
+    assert set(result) == {"plain", "tv0", "tv"}
 
 
 def test_gradcam(app):

@@ -477,41 +477,57 @@ def transfer_probabilities(
             for name, p in probes.items()}
 
 
+COMPARISON_NAMES = {"plain": "plain gradient ascent", "tv0": "your settings, TV 0",
+                    "tv": "your settings"}
+
+
 def compare_tv(
     probe: ModelProbe,
     class_index: int,
     settings: IdealSettings,
     *,
     others: dict[str, ModelProbe] | None = None,
+    include_plain: bool = True,
     on_progress: Callable[[int, int, str], None] | None = None,
     stop_event: threading.Event | None = None,
 ) -> dict[str, dict]:
-    """The seed's lesson, measured: the same run with TV weight 0 and with `settings.tv_weight`.
+    """The seed's lesson, measured: TV weight 0 against `settings.tv_weight`, and plain ascent.
 
     Args:
         probe: the model that makes the images.
         class_index: the class.
         settings: the user's settings (the "TV 0" run copies them with `tv_weight=0`).
         others: models for the transfer figures (e.g. Lite1, Lite2); optional.
-        on_progress: `on_progress(done, total, message)` per step over both runs.
-        stop_event: set it to stop.
+        include_plain: also run `UNREGULARISED` (raw pixels, no TV, no transforms) for as many
+            steps: the coloured-noise baseline. Defaults to True.
+        on_progress: `on_progress(done, total, message)` per step over all runs.
+        stop_event: set it to stop; runs not started are left out.
 
     Returns:
-        `{"tv0": {...}, "tv": {...}}`, each `{"result": IdealResult, "tv": float,
-        "total_variation": float, "transfer": {name: prob}}`.
+        `{"plain": {...}, "tv0": {...}, "tv": {...}}` (no "plain" unless asked), each
+        `{"result": IdealResult, "name": str, "tv": float, "total_variation": float,
+        "transfer": {model name: prob}}`.
     """
+    runs = [("tv0", replace(settings, tv_weight=0.0)), ("tv", settings)]
+    if include_plain:
+        runs.insert(0, ("plain", replace(UNREGULARISED, steps=settings.steps, size=settings.size,
+                                         seed=settings.seed, frame_every=settings.frame_every)))
+    total = len(runs) * settings.steps
     out = {}
-    runs = (("tv0", replace(settings, tv_weight=0.0)), ("tv", settings))
-    total = 2 * settings.steps
     for n, (key, s) in enumerate(runs):
-        def report(info, n=n, key=key):
+        if stop_event is not None and stop_event.is_set():
+            break
+        name = COMPARISON_NAMES[key] + (f" (TV {s.tv_weight:g})" if key == "tv" else "")
+
+        def report(info, n=n, name=name):
             if on_progress is not None:
                 on_progress(n * settings.steps + info["step"], total,
-                            f"{'TV 0' if key == 'tv0' else f'TV {settings.tv_weight:g}'}: "
-                            f"step {info['step']}/{info['steps']}")
+                            f"{name}: step {info['step']}/{info['steps']}")
+
         result = ideal_image(probe, class_index, s, on_step=report, stop_event=stop_event)
         out[key] = {
             "result": result,
+            "name": name,
             "tv": s.tv_weight,
             "total_variation": float(total_variation(tf.constant(result.image))),
             "transfer": transfer_probabilities(result.image, class_index, others or {}),

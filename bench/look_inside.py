@@ -1,0 +1,189 @@
+"""Look inside, on EfficientNet-Lite0 at 224 px: attack and ideal-image speed, attack success, transfer.
+
+1. Speed (compiled steps warmed up first; the one-off trace time is printed separately):
+   FGSM on one image, PGD with 10 steps (all 10 run), and 200 ideal-image steps with the defaults.
+2. Targeted PGD-10 success rate at eps = 1, 2, 4, 8 (L-inf, pixel units) over 20 images of
+   ../shared/datasets/cats_vs_dogs (10 cats, 10 dogs); each image's target is the other species'
+   most likely ImageNet class (dogs: 151-268, domestic cats: 281-285) for that image.
+3. Transfer, the quality proxy for ideal images: for 5 classes, images made on Lite0 with the
+   defaults, with the defaults but TV weight 0, and unregularised (plain pixels, no transforms),
+   then the probability Lite1 (240 px) and Lite2 (260 px) give the same class.
+
+Targets: PGD-10 <= 1.5 s, 200 ideal steps <= 15 s, Lite2 p >= 0.5 for espresso with the defaults.
+Writes bench/results/look_inside.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+RESULTS = ROOT / "bench" / "results" / "look_inside.json"
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+PGD_TARGET_S = 1.5
+IDEAL_TARGET_S = 15.0
+ESPRESSO_TARGET_P = 0.5
+EPS_GRID = (1.0, 2.0, 4.0, 8.0)
+IMAGES_PER_SPECIES = 10
+SPEED_REPEATS = 3
+IDEAL_STEPS = 200
+DOG_CLASSES = range(151, 269)
+CAT_CLASSES = range(281, 286)
+TRANSFER_CLASSES = (967, 1, 963, 954, 130)  # espresso, goldfish, pizza, banana, flamingo
+ESPRESSO = 967
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def best_of(fn, repeats: int = SPEED_REPEATS) -> float:
+    return min(timed(fn)[1] for _ in range(repeats))
+
+
+def speed(probe, image) -> dict:
+    from lib.inside.attacks import attack
+    from lib.inside.ideal import IdealSettings, ideal_image
+
+    _, trace_attack = timed(lambda: attack(probe, image, method="pgd", eps=4, steps=1))
+    fgsm = best_of(lambda: attack(probe, image, method="fgsm", eps=4))
+    pgd = best_of(lambda: attack(probe, image, method="pgd", eps=4, steps=10, target=207,
+                                 early_stop=False))
+    _, trace_ideal = timed(lambda: ideal_image(probe, ESPRESSO, IdealSettings(steps=2)))
+    result, wall = timed(lambda: ideal_image(probe, ESPRESSO, IdealSettings(steps=IDEAL_STEPS)))
+    return {"trace_attack_s": trace_attack, "fgsm_s": fgsm, "pgd10_s": pgd,
+            "trace_ideal_s": trace_ideal, "ideal200_s": wall, "ideal200_loop_s": result.seconds,
+            "ideal200_prob": result.prob}
+
+
+def attack_success(probe) -> dict:
+    import numpy as np
+
+    from lib.images import load_image
+    from lib.inside.attacks import eps_sweep
+
+    folder = DATASETS / "cats_vs_dogs"
+    files = []
+    for species in ("cats", "dogs"):
+        found = sorted((folder / species).glob("*.jpg"), key=lambda p: p.name)
+        files += [(species, p) for p in found[:IMAGES_PER_SPECIES]]
+    images = np.stack([load_image(p, probe.input_size) for _, p in files])
+    probs = probe.probabilities(images)
+    targets = []
+    for (species, _), p in zip(files, probs, strict=True):
+        other = DOG_CLASSES if species == "cats" else CAT_CLASSES
+        targets.append(max(other, key=lambda c: p[c]))
+    sweep = eps_sweep(probe, images, EPS_GRID, targets=targets, method="pgd", steps=10)
+    return {"eps": sweep.eps, "success_rate": sweep.success_rate,
+            "images": len(files), "min_eps": sweep.min_eps}
+
+
+def transfer(probes) -> list[dict]:
+    import tensorflow as tf
+
+    from lib.inside.ideal import UNREGULARISED, IdealSettings, ideal_image, total_variation
+    from lib.inside.ideal import transfer_probabilities as transfer_probs
+
+    lite0 = probes["efficientnet_lite0"]
+    others = {k: v for k, v in probes.items() if k != "efficientnet_lite0"}
+    defaults = IdealSettings(steps=IDEAL_STEPS)
+    settings = {f"defaults (TV {defaults.tv_weight:g})": defaults,
+                "defaults, TV 0": replace(defaults, tv_weight=0.0),
+                "unregularised": replace(UNREGULARISED, steps=IDEAL_STEPS)}
+    rows = []
+    for c in TRANSFER_CLASSES:
+        for name, s in settings.items():
+            result = ideal_image(lite0, c, s)
+            probs = transfer_probs(result.image, c, others)
+            rows.append({"class": c, "label": lite0.labels[c], "setting": name,
+                         "lite0": result.prob, "lite1": probs["efficientnet_lite1"],
+                         "lite2": probs["efficientnet_lite2"],
+                         "total_variation": float(total_variation(tf.constant(result.image)))})
+            print(f"  {lite0.labels[c]:<10} {name:<20} lite0 {result.prob:.3f}  "
+                  f"lite1 {rows[-1]['lite1']:.3f}  lite2 {rows[-1]['lite2']:.3f}  "
+                  f"TV {rows[-1]['total_variation']:.3f}", flush=True)
+    return rows
+
+
+def main() -> int:
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from lib.backbones import load_backbone
+    from lib.backbones.imagenet import imagenet_labels
+    from lib.images import resize_center_crop
+    from lib.inside.ideal import IdealSettings
+    from lib.inside.probe import ModelProbe
+
+    labels = imagenet_labels()
+    probes = {n: ModelProbe(load_backbone(n).model, labels)
+              for n in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")}
+    lite0 = probes["efficientnet_lite0"]
+    chelsea = np.asarray(resize_center_crop(Image.fromarray(data.chelsea()), 224), np.float32)
+    print(f"Look inside on efficientnet_lite0 (224 px), {os.cpu_count()} CPUs visible")
+    times = speed(lite0, chelsea)
+    print(f"{'step':<44} {'seconds':>9} {'target':>8} {'ratio':>7}")
+    for label, key, target in [
+        ("trace: attack step (once per model)", "trace_attack_s", None),
+        ("FGSM, one image (best of 3)", "fgsm_s", None),
+        ("PGD, 10 steps, one image (best of 3)", "pgd10_s", PGD_TARGET_S),
+        ("trace: ideal step (once per model)", "trace_ideal_s", None),
+        ("200 ideal steps, defaults (whole call)", "ideal200_s", IDEAL_TARGET_S),
+        ("200 ideal steps, the loop alone", "ideal200_loop_s", None),
+    ]:
+        ratio = f"{times[key] / target:.2f}" if target else ""
+        print(f"{label:<44} {times[key]:>9.3f} {target or '':>8} {ratio:>7}")
+
+    if (DATASETS / "cats_vs_dogs").is_dir():
+        success = attack_success(lite0)
+        print(f"\nTargeted PGD-10 (L-inf) success over {success['images']} cats_vs_dogs images, "
+              "target = the other species' most likely class:")
+        for e, s in zip(success["eps"], success["success_rate"], strict=True):
+            print(f"  eps {e:>4g}: {s:6.1%}")
+    else:
+        success = {"skipped": f"{DATASETS / 'cats_vs_dogs'} not found"}
+        print(f"\nAttack success skipped: {success['skipped']}")
+
+    print(f"\nTransfer of Lite0 ideal images ({IDEAL_STEPS} steps) to Lite1 / Lite2:")
+    rows = transfer(probes)
+    espresso = next(r for r in rows if r["class"] == ESPRESSO and r["setting"].startswith("defaults ("))
+    print(f"\n{'setting':<22} {'mean lite1':>10} {'mean lite2':>10} {'min lite2':>10}")
+    summary = {}
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        sel = [r for r in rows if r["setting"] == setting]
+        summary[setting] = {"mean_lite1": float(np.mean([r["lite1"] for r in sel])),
+                            "mean_lite2": float(np.mean([r["lite2"] for r in sel])),
+                            "min_lite2": float(np.min([r["lite2"] for r in sel]))}
+        s = summary[setting]
+        print(f"{setting:<22} {s['mean_lite1']:>10.3f} {s['mean_lite2']:>10.3f} {s['min_lite2']:>10.3f}")
+    ratio = espresso["lite2"] / ESPRESSO_TARGET_P
+    print(f"espresso, defaults: Lite2 p = {espresso['lite2']:.3f} (target >= {ESPRESSO_TARGET_P}, "
+          f"ratio {ratio:.2f})")
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "backbone": "efficientnet_lite0", "cpus": os.cpu_count(), "speed": times,
+        "targets": {"pgd10_s": PGD_TARGET_S, "ideal200_s": IDEAL_TARGET_S,
+                    "espresso_lite2_p": ESPRESSO_TARGET_P},
+        "ratios": {"pgd10": times["pgd10_s"] / PGD_TARGET_S,
+                   "ideal200": times["ideal200_s"] / IDEAL_TARGET_S,
+                   "espresso_lite2": ratio},
+        "attack_success": success, "transfer": rows, "transfer_summary": summary,
+        "ideal_defaults": asdict(IdealSettings()),
+    }, indent=2))
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
