@@ -314,11 +314,31 @@ def adversarial_tab(probe: ModelProbe) -> None:
 # ----- ideal image tab -------------------------------------------------------------------------------
 
 
-def ideal_settings_ui(probe: ModelProbe) -> tuple[int, IdealSettings]:
-    """Class, steps, TV weight, jitter, size, and the advanced regularisers."""
-    labels = class_options(probe)
-    default = 967 if probe.num_classes == 1000 else 0  # espresso
-    option = st.selectbox("Class (type to search)", labels, index=default, key="inside_ideal_class")
+def objective_ui(probe: ModelProbe) -> dict:
+    """A class logit, or one channel of a feature-map layer.
+
+    Returns:
+        `{"class_index", "layer", "channel", "label"}` (class_index None for a channel).
+    """
+    kind = st.radio("Maximise", ["A class", "A channel of a layer"], horizontal=True,
+                    key="inside_ideal_kind")
+    if kind == "A class":
+        default = 967 if probe.num_classes == 1000 else 0  # espresso
+        option = st.selectbox("Class (type to search)", class_options(probe), index=default,
+                              key="inside_ideal_class")
+        index = class_index(option)
+        return {"class_index": index, "layer": None, "channel": None, "label": probe.labels[index]}
+    layers = layer_names_with_maps(probe.model)
+    c1, c2 = st.columns(2)
+    layer = c1.selectbox("Layer", layers[::-1], key="inside_ideal_layer")
+    width = int(probe.layer_model(layer).outputs[0].shape[-1])
+    channel = c2.number_input(f"Channel (0-{width - 1})", 0, width - 1, 0, key="inside_ideal_channel")
+    return {"class_index": None, "layer": layer, "channel": int(channel),
+            "label": f"{layer} channel {int(channel)}"}
+
+
+def ideal_settings_ui(probe: ModelProbe) -> IdealSettings:
+    """Steps, TV weight, jitter, size, and the advanced regularisers."""
     d = IdealSettings()
     c1, c2, c3, c4 = st.columns(4)
     steps = c1.slider("Steps", 10, 500, d.steps, 10, key="inside_ideal_steps")
@@ -346,10 +366,10 @@ def ideal_settings_ui(probe: ModelProbe) -> tuple[int, IdealSettings]:
                        scale=float(scale), rotation=float(rotation), l2_weight=float(l2),
                        blur_every=int(blur_every), parameterization=param, seed=int(seed),
                        learning_rate=d.learning_rate if param == "fft" else 0.01)
-    return class_index(option), settings
+    return settings
 
 
-def ideal_target(probe: ModelProbe, index: int, settings: IdealSettings):
+def ideal_target(probe: ModelProbe, objective: dict, settings: IdealSettings):
     def target(job: Job):
         def on_step(info):
             job.append("step", {"prob": info["prob"], "objective": info["objective"]})
@@ -358,8 +378,10 @@ def ideal_target(probe: ModelProbe, index: int, settings: IdealSettings):
         def on_frame(info):
             job.append("frame", {"step": info["step"], "image": info["image"]})
 
-        return ideal_image(probe, index, settings, on_step=on_step, on_frame=on_frame,
-                           stop_event=job.stop_event)
+        result = ideal_image(probe, objective["class_index"], settings, layer=objective["layer"],
+                             channel=objective["channel"], on_step=on_step, on_frame=on_frame,
+                             stop_event=job.stop_event)
+        return {"result": result, "label": objective["label"]}
     return target
 
 
@@ -416,16 +438,20 @@ def remember(result, label: str) -> None:
     ui_state.put(GALLERY, gallery[:MAX_GALLERY])
 
 
-def ideal_result_ui(result, probe: ModelProbe) -> None:
-    label = probe.labels[result.class_index]
+def ideal_result_ui(result, label: str) -> None:
     left, right = st.columns([1, 2])
+    if result.class_index is not None:
+        caption = f"{label}: p = {result.prob:.2f}"
+        probs = result.probs
+    else:
+        caption = f"{label}: top class p = {result.prob:.2f}"
+        probs = [0.0] * len(result.objective)  # a channel has no class probability per step
     left.image(result.image.astype(np.uint8), width="stretch",
-               caption=f"{label}: p = {result.prob:.2f} after {result.steps} steps "
-                       f"({result.seconds:.1f} s)")
-    right.plotly_chart(make_ideal_curve_figure(result.probs, result.objective),
-                       key="inside_ideal_curve")
-    left.download_button("Download PNG", png_bytes(result.image), file_name=f"ideal_{label}.png",
-                         mime="image/png", key="inside_ideal_download", icon=":material/download:")
+               caption=f"{caption} after {result.steps} steps ({result.seconds:.1f} s)")
+    right.plotly_chart(make_ideal_curve_figure(probs, result.objective), key="inside_ideal_curve")
+    left.download_button("Download PNG", png_bytes(result.image),
+                         file_name=f"ideal_{label.replace(' ', '_')}.png", mime="image/png",
+                         key="inside_ideal_download", icon=":material/download:")
 
 
 def compare_result_ui(out: dict, probe: ModelProbe) -> None:
@@ -467,30 +493,36 @@ def ideal_tab(probe: ModelProbe, backbone_name: str | None) -> None:
     st.write("Start from noise and change the image until the network sees the class. Without a "
              "penalty the result is coloured noise that convinces only this network; total "
              "variation and random jitter make patterns that other networks recognise too.")
-    index, settings = ideal_settings_ui(probe)
+    try:
+        objective = objective_ui(probe)
+    except TransferLabError as e:
+        st.error(str(e))
+        return
+    settings = ideal_settings_ui(probe)
     job, snap = job_state(IDEAL_JOB)
     cmp_job, cmp_snap = job_state(COMPARE_JOB)
     c1, c2 = st.columns(2)
     if c1.button("Generate", type="primary", icon=":material/auto_awesome:", key="inside_ideal_run",
                  disabled=job is not None and job.running):
-        start(IDEAL_JOB, "ideal image", ideal_target(probe, index, settings))
+        start(IDEAL_JOB, "ideal image", ideal_target(probe, objective, settings))
     if c2.button(f"Compare TV 0 with TV {settings.tv_weight:g} (and plain ascent)",
-                 icon=":material/compare:",
-                 key="inside_compare_run", disabled=cmp_job is not None and cmp_job.running):
+                 icon=":material/compare:", key="inside_compare_run",
+                 disabled=objective["class_index"] is None or (
+                     cmp_job is not None and cmp_job.running)):
         try:
             others = transfer_probes(backbone_name)
         except TransferLabError as e:
             st.error(str(e))
         else:
-            start(COMPARE_JOB, "TV comparison", compare_target(probe, index, settings, others))
+            start(COMPARE_JOB, "TV comparison",
+                  compare_target(probe, objective["class_index"], settings, others))
     if job is not None and job.running:
         ideal_live_fragment()
     elif snap is not None:
         finished_note(snap)
         if snap["result"] is not None:
-            result = snap["result"]
-            remember(result, probe.labels[result.class_index])
-            ideal_result_ui(result, probe)
+            remember(snap["result"]["result"], snap["result"]["label"])
+            ideal_result_ui(snap["result"]["result"], snap["result"]["label"])
     if cmp_job is not None and cmp_job.running:
         progress_fragment(COMPARE_JOB, "TV comparison")
     elif cmp_snap is not None:

@@ -66,6 +66,12 @@ def test_ideal_prints_the_documented_json(tiny_source, tmp_path, capsys):
     assert np.asarray(Image.open(out)).shape == (40, 40, 3)
 
 
+def test_ideal_for_a_channel(tiny_source, tmp_path, capsys):
+    result = run_json(["ideal", "--backbone", "x", "--layer", "block2_out", "--channel", "2",
+                       "--steps", "3", "--out", str(tmp_path / "ch.png")], capsys)
+    assert result["class"] is None and result["layer"] == "block2_out" and result["channel"] == 2
+
+
 def test_gradcam_prints_the_class_explained(tiny_source, photo, tmp_path, capsys):
     out = tmp_path / "cam.png"
     result = run_json(["gradcam", "--backbone", "x", str(photo), "--out", str(out)], capsys)
@@ -81,6 +87,8 @@ def test_gradcam_prints_the_class_explained(tiny_source, photo, tmp_path, capsys
      ["attack", "--backbone", "x", "missing.png", "--eps", "4", "--out", "OUT"],
      ["ideal", "--backbone", "x", "--class", "42", "--steps", "5", "--out", "OUT"],
      ["ideal", "--backbone", "x", "--class", "1", "--steps", "0", "--out", "OUT"],
+     ["ideal", "--backbone", "x", "--steps", "5", "--out", "OUT"],
+     ["ideal", "--backbone", "x", "--layer", "block2_out", "--steps", "5", "--out", "OUT"],
      ["gradcam", "--backbone", "x", "PHOTO", "--class", "99", "--out", "OUT"]],
 )
 def test_user_errors_exit_2_with_one_line(tiny_source, photo, tmp_path, capsys, argv):

@@ -74,6 +74,18 @@ def test_ideal_image_and_tv_comparison(app):
     assert set(result) == {"plain", "tv0", "tv"}
 
 
+def test_ideal_channel_of_a_layer(app):
+    app.radio(key="inside_ideal_kind").set_value("A channel of a layer").run()
+    app.selectbox(key="inside_ideal_layer").set_value("block2_out").run()
+    app.number_input(key="inside_ideal_channel").set_value(3).run()
+    app.slider(key="inside_ideal_steps").set_value(10).run()
+    app.button(key="inside_ideal_run").click().run()
+    at = wait_for(app, "inside_ideal_job")
+    assert_clean(at)
+    out = at.session_state["inside_ideal_job"].snapshot()["result"]
+    assert out["label"] == "block2_out channel 3" and out["result"].class_index is None
+
+
 def test_gradcam(app):
     app.button(key="inside_cam_run").click().run()
     at = wait_for(app, "inside_cam_job")

@@ -7,6 +7,7 @@ import time
 
 from lib.backbones.imagenet import resolve_class
 from lib.cli.predict import add_model_source, load_model_source
+from lib.errors import TransferLabError
 from lib.images import load_image, save_image
 from lib.inside.attacks import METHODS, NORMS, attack
 from lib.inside.gradcam import gradcam
@@ -49,8 +50,14 @@ def attack_command(args: argparse.Namespace) -> dict:
 
 
 def ideal_command(args: argparse.Namespace) -> dict:
+    if (args.layer is None) != (args.channel is None) or (args.class_ is None) == (
+            args.layer is None):
+        raise TransferLabError(
+            f"Received `--class={args.class_}`, `--layer={args.layer}`, `--channel={args.channel}`;"
+            " give --class, or --layer with --channel."
+        )
     probe = load_probe(args)
-    index = resolve_class(args.class_, probe.labels)
+    index = None if args.class_ is None else resolve_class(args.class_, probe.labels)
     defaults = IdealSettings()
     settings = IdealSettings(
         steps=args.steps, size=args.size, seed=args.seed,
@@ -58,10 +65,12 @@ def ideal_command(args: argparse.Namespace) -> dict:
         jitter=defaults.jitter if args.jitter is None else args.jitter,
     )
     began = time.perf_counter()
-    result = ideal_image(probe, index, settings)
+    result = ideal_image(probe, index, settings, layer=args.layer, channel=args.channel)
     save_image(result.image, args.out)
     return {
-        "class": {"index": index, "label": probe.labels[index]},
+        "class": None if index is None else {"index": index, "label": probe.labels[index]},
+        "layer": args.layer,
+        "channel": args.channel,
         "prob": result.prob,
         "steps": result.steps,
         "seconds": round(time.perf_counter() - began, 3),
@@ -100,9 +109,12 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="where to write the adversarial PNG")
     p.set_defaults(handler=attack_command)
 
-    p = subparsers.add_parser("ideal", help="the image the model finds most like a class")
+    p = subparsers.add_parser("ideal", help="the image the model finds most like a class "
+                              "(or that most excites a channel)")
     add_model_source(p)
-    p.add_argument("--class", dest="class_", required=True, help="class index or name")
+    p.add_argument("--class", dest="class_", help="class index or name whose logit is maximised")
+    p.add_argument("--layer", help="instead of a class: a feature-map layer (with --channel)")
+    p.add_argument("--channel", type=int, help="the channel of --layer to maximise")
     p.add_argument("--steps", type=int, default=IdealSettings.steps, help="default 200")
     p.add_argument("--tv", type=float, default=None,
                    help=f"total-variation weight (default {IdealSettings.tv_weight:g})")
