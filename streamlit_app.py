@@ -69,9 +69,9 @@ def model_sidebar() -> None:
     st.markdown(f"**Trained model:** {kind} head, {len(labels)} classes")
 
 
-@st.fragment(run_every=2)
+@st.fragment(run_every=3)
 def jobs_sidebar() -> None:
-    """Running jobs of this session (any page's), redrawn every 2 s while any is running."""
+    """Running jobs of this session (any page's), redrawn every 3 s while any is running."""
     for job in ui_state.running_jobs():
         snap = job.snapshot()
         name = JOB_NAMES.get(job.kind, job.kind.replace("_", " ").capitalize())

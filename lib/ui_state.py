@@ -154,6 +154,14 @@ def confusion_cell_records(result, true_index: int, pred_index: int) -> list:
             if r.label == true_index and int(p) == pred_index]
 
 
+@st.cache_data(max_entries=DATASET_CACHE_ENTRIES, show_spinner="Drawing samples…")
+def sample_grid_figure(spec: str, per_class: int) -> dict:
+    """The Data page's sample grid for a dataset, drawn once (as a plain dict) and reused."""
+    from lib.plots.data import make_sample_grid_figure
+
+    return make_sample_grid_figure(get_dataset(spec), per_class=per_class).to_dict()
+
+
 def _preview_body(result):
     """A private copy of the result's body, made once per result, for the unfreeze preview."""
     from lib.models import copy_body, get_body

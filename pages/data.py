@@ -41,7 +41,7 @@ def source_ui() -> str | None:
         return f"builtin:{chosen}" if f"builtin:{chosen}" != current else None
     if kind == "Folder on the server":
         folder = st.text_input("Folder of class sub-folders (e.g. /data/pets with cats/ and dogs/)",
-                               key="data_folder")
+                               value=current if Path(current).is_dir() else "", key="data_folder")
         return folder.strip() if st.button("Use this folder", key="data_use_folder") and folder else None
     if kind == "Upload a zip":
         upload = st.file_uploader("Zip of class folders", type=["zip"], key="data_zip")
@@ -66,7 +66,7 @@ def choose_dataset(spec: str) -> None:
 
 def overview_section(index) -> None:
     """Counts per class, a sample grid, and the data report."""
-    from lib.plots.data import make_class_count_figure, make_sample_grid_figure
+    from lib.plots.data import make_class_count_figure
 
     report = index.report
     st.success(f"**{index.name}**: {report.summary()}")
@@ -74,10 +74,8 @@ def overview_section(index) -> None:
         st.warning(warning)
     left, right = st.columns([2, 3])
     left.plotly_chart(make_class_count_figure(report.counts), key="data_counts_chart")
-    with right:
-        with st.spinner("Drawing samples…"):
-            st.plotly_chart(make_sample_grid_figure(index, per_class=SAMPLES_PER_CLASS),
-                            key="data_samples_chart")
+    right.plotly_chart(ui_state.sample_grid_figure(ui_state.current_data_spec(), SAMPLES_PER_CLASS),
+                       key="data_samples_chart")
     with st.expander(f"Data report: {len(report.skipped)} skipped, {len(report.converted)} "
                      f"converted, {len(report.duplicates)} duplicate groups"):
         if report.skipped:

@@ -11,7 +11,7 @@ from lib.jobs import Job, format_seconds, job_callbacks, start_job
 from lib.plots.training import make_history_figure
 from lib.training import TrainCallbacks, fine_tune
 
-LIVE_REFRESH_S = 1.0
+LIVE_REFRESH_S = 1.5  # as on Train: live enough, and leaves CPU to the training
 DEFAULT_UNFREEZE = 20
 LR_CHOICES = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message")
@@ -98,9 +98,9 @@ def live_section(result) -> None:
     if st.button("Stop", icon=":material/stop:", key="finetune_stop", disabled=snap["stopping"]):
         job.stop()
         st.rerun(scope="fragment")
-    history = pd.concat([result.history, pd.DataFrame(snap["events"].get("epoch", []))],
-                        ignore_index=True)
-    charts_ui(history, "live")
+    new_epochs = snap["events"].get("epoch", [])
+    if new_epochs:
+        charts_ui(pd.concat([result.history, pd.DataFrame(new_epochs)], ignore_index=True), "live")
 
 
 def charts_ui(history: pd.DataFrame, name: str) -> None:

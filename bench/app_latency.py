@@ -1,0 +1,211 @@
+"""Dashboard latency with a real browser against a real `streamlit run` server.
+
+Measures, with headless Chromium driven by Selenium:
+
+1. cold first render: a fresh server's first page (TensorFlow and the engine are imported then);
+2. first visit of each page (its imports and cached loads) and warm page switches (median and max
+   over `--rounds` passes through every page, clicking the sidebar as a person does);
+3. time from clicking "Start training" to the first point of the live loss chart;
+4. while that session trains: a second browser session's first render and its page switches.
+
+A page counts as answered when its title is drawn and Streamlit reports the script idle.
+Targets: warm page switches < 1 s; other pages < 2 s while a job trains.
+Writes bench/results/app_latency.json. Run: `python bench/app_latency.py` (about 3-5 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.test_browser import (  # noqa: E402
+    NAV_PAGES,
+    browser_missing,
+    click_button,
+    click_nav,
+    make_driver,
+    nav_labels,
+    page_problems,
+    script_idle,
+    set_number_input,
+    streamlit_server,
+    wait_for,
+    wait_for_title,
+)
+
+RESULTS = ROOT / "bench" / "results" / "app_latency.json"
+SWITCH_TARGET_S = 1.0
+WHILE_TRAINING_TARGET_S = 2.0
+FIRST_POINT_TIMEOUT = 300
+# The live chart has points when any Plotly graph in the main area holds a trace with y values.
+CHART_HAS_POINTS_JS = """
+return Array.from(document.querySelectorAll('[data-testid=stMain] .js-plotly-plot'))
+  .some(g => (g.data || []).some(t => (t.y || []).length > 0));
+"""
+
+
+def answer_time(driver, label: str, title: str | None) -> float:
+    """Clicks a sidebar page; seconds until its title is drawn and the script is idle."""
+    start = time.perf_counter()
+    click_nav(driver, label)
+    wait_for_title(driver, title)
+    wait_for(lambda: script_idle(driver), poll=0.02)
+    return time.perf_counter() - start
+
+
+def page_pass(driver, pages: list[tuple[str, str | None]]) -> dict[str, float]:
+    """One pass through `pages`, returning label -> answer seconds."""
+    times = {}
+    for label, title in pages:
+        times[label] = answer_time(driver, label, title)
+        problems = page_problems(driver)
+        if problems:
+            raise RuntimeError(f"{label} shows an error: {problems}")
+    return times
+
+
+def summarize(passes: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    labels = passes[0].keys() if passes else []
+    return {label: {"median": statistics.median(p[label] for p in passes),
+                    "max": max(p[label] for p in passes)} for label in labels}
+
+
+def toggle_off(driver, label: str) -> None:
+    """Turns off the toggle whose label is `label` (if it is on)."""
+    from selenium.webdriver.common.by import By
+
+    def click() -> bool:
+        for box in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stCheckbox]"):
+            if box.text.strip().startswith(label):
+                field = box.find_element(By.TAG_NAME, "input")
+                if field.is_selected():
+                    box.find_element(By.TAG_NAME, "label").click()
+                return True
+        return False
+
+    wait_for(click)
+    wait_for(lambda: script_idle(driver))
+
+
+def first_chart_point(driver) -> float:
+    """Clicks Start training; seconds until the live chart has its first point."""
+    start = time.perf_counter()
+    click_button(driver, "Start training")
+    wait_for(lambda: driver.execute_script(CHART_HAS_POINTS_JS), timeout=FIRST_POINT_TIMEOUT, poll=0.1)
+    return time.perf_counter() - start
+
+
+def stop_if_running(driver) -> bool:
+    """Clicks Stop when the job is still running; returns whether it was."""
+    try:
+        click_button(driver, "Stop", timeout=3)
+    except TimeoutError:
+        return False
+    return True
+
+
+def run(args: argparse.Namespace) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="transferlab-latency-"))
+    env = {"TRANSFERLAB_DEFAULT_BACKBONE": args.backbone, "TRANSFERLAB_DEFAULT_DATA": args.data,
+           "TRANSFERLAB_RUNS": str(workdir / "runs")}
+    result: dict = {"backbone": args.backbone, "data": args.data, "epochs": args.epochs,
+                    "rounds": args.rounds, "machine": f"{platform.processor() or platform.machine()}, "
+                    f"{os.cpu_count()} CPUs"}
+    with streamlit_server(env, workdir / "server.log") as url:
+        a = make_driver(workdir / "chrome-a")
+        b = None
+        try:
+            start = time.perf_counter()
+            a.get(url)
+            wait_for_title(a, "TransferLab")
+            wait_for(lambda: script_idle(a), poll=0.02)
+            result["cold_first_render_s"] = time.perf_counter() - start
+            labels = nav_labels(a)
+            pages = [(label, title) for label, title in NAV_PAGES if label in labels]
+            result["pages"] = [label for label, _ in pages]
+            # Every page once: its imports and first cached loads (the shared backbone, the data).
+            result["first_visit_s"] = page_pass(a, pages[1:] + pages[:1])
+            result["warm_switch_s"] = summarize([page_pass(a, pages) for _ in range(args.rounds)])
+
+            answer_time(a, "Train", "Train")
+            set_number_input(a, "Epochs", args.epochs)
+            wait_for(lambda: script_idle(a))
+            if args.no_feature_cache:
+                toggle_off(a, "Use the feature cache")  # so each epoch runs the backbone: a long job
+            result["start_to_first_point_s"] = first_chart_point(a)
+
+            b = make_driver(workdir / "chrome-b")
+            start = time.perf_counter()
+            b.get(url)
+            wait_for_title(b, "TransferLab")
+            wait_for(lambda: script_idle(b), poll=0.02)
+            result["while_training_first_render_s"] = time.perf_counter() - start
+            others = [p for p in pages if p[0] != "Train"]
+            passes = [page_pass(b, others) for _ in range(args.rounds)]
+            result["while_training_switch_s"] = summarize(passes)
+            result["job_still_running_at_end"] = stop_if_running(a)
+        finally:
+            a.quit()
+            if b is not None:
+                b.quit()
+    return result
+
+
+def print_table(result: dict) -> None:
+    print(f"TransferLab app latency: backbone {result['backbone']}, data {result['data']}, "
+          f"{result['machine']}")
+    print(f"{'measure':<52} {'median s':>9} {'max s':>8} {'target':>8}")
+    def row(label, median, worst=None, target=None):
+        ok = "" if target is None else ("ok" if (worst if worst is not None else median) < target
+                                        else "MISSED")
+        print(f"{label:<52} {median:>9.2f} {'' if worst is None else f'{worst:.2f}':>8} "
+              f"{'' if target is None else f'<{target:g} {ok}':>8}")
+    row("cold first render (fresh server, Home)", result["cold_first_render_s"])
+    for label, seconds in result["first_visit_s"].items():
+        row(f"first visit: {label}", seconds)
+    for label, s in result["warm_switch_s"].items():
+        row(f"warm switch: {label}", s["median"], s["max"], SWITCH_TARGET_S)
+    row("click Start -> first live chart point", result["start_to_first_point_s"])
+    row("while training: 2nd session first render", result["while_training_first_render_s"])
+    for label, s in result["while_training_switch_s"].items():
+        row(f"while training: {label}", s["median"], s["max"], WHILE_TRAINING_TARGET_S)
+    warm = max(s["max"] for s in result["warm_switch_s"].values())
+    busy = max(s["max"] for s in result["while_training_switch_s"].values())
+    print(f"worst warm switch {warm:.2f} s (target < {SWITCH_TARGET_S:g} s); worst page while "
+          f"training {busy:.2f} s (target < {WHILE_TRAINING_TARGET_S:g} s); job still running "
+          f"at the end: {result['job_still_running_at_end']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--data", default="builtin:faces")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--feature-cache", dest="no_feature_cache", action="store_false",
+                        help="keep the feature cache on (a much shorter job)")
+    args = parser.parse_args()
+    reason = browser_missing()
+    if reason:
+        print(f"skipped: {reason}")
+        return 0
+    result = run(args)
+    print_table(result)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
