@@ -8,7 +8,7 @@ Both sides run the same Lite0 classifier over the same images from ../shared/dat
 
 Target: pipeline / in-memory >= 0.9 (the pipeline must not starve the model). The scan also varies
 the decode parallelism and the batch size, to find what suits this machine. Each pair is measured
-back to back, twice, keeping the better run of each, because the machine is shared.
+back to back, three times, keeping the best run of each, because the machine is shared.
 
 Writes bench/results/pipeline_throughput.json.
 """
@@ -28,7 +28,7 @@ DATA = ROOT.parent / "shared" / "datasets" / "cats_vs_dogs"
 RESULTS = ROOT / "bench" / "results" / "pipeline_throughput.json"
 N_IMAGES = 192
 BATCHES = (16, 32, 64)
-REPEATS = 2
+REPEATS = 3
 TARGET = 0.9
 
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from lib import ui_state, zoo
 from lib.backbones import get_spec
+from lib.backbones.hub_compat import register_hub_backbone
 from lib.errors import TransferLabError
 from lib.jobs import format_seconds, job_callbacks, start_job
 from lib.plots.zoo import make_zoo_scatter_figure
@@ -142,6 +143,21 @@ def selected_section(name: str) -> None:
                     + " → ".join(f"`{c}`" for c in spec.cut_points))
 
 
+def hub_ui() -> None:
+    """Adds a TF Hub image feature-vector model (URL or local SavedModel folder) and selects it."""
+    with st.expander("Add a TF Hub feature-vector model"):
+        c1, c2 = st.columns([4, 1])
+        handle = c1.text_input("Handle (URL or local folder)", key="zoo_hub_handle",
+                               placeholder="https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5")
+        size = c2.number_input("Input px", 32, 1024, 224, step=8, key="zoo_hub_size")
+        if st.button("Add and select", key="zoo_hub_add", disabled=not handle):
+            with st.spinner("Loading the hub model…"):
+                spec = register_hub_backbone(handle.strip(), input_size=int(size))
+            load_table.clear()
+            ui_state.set_backbone(spec.name)
+            st.success(f"Added {spec.name} ({spec.feature_dim} features) and selected it.")
+
+
 def main() -> None:
     table = load_table()
     header_section(table)
@@ -155,6 +171,7 @@ def main() -> None:
     measure_ui(selected, [r["name"] for r in rows])
     scatter_section(rows, selected)
     selected_section(selected)
+    hub_ui()
 
 
 try:
