@@ -26,6 +26,8 @@ from lib.errors import TransferLabError
 
 LOGITS_LAYER = "logits"
 PROBABILITIES_LAYER = "probabilities"
+# The registry's name for a backbone's final feature map (the last cut point).
+FEATURE_LAYER = "top_activation"
 # Added to probabilities before the log when a model's logits cannot be reached.
 LOG_EPSILON = 1e-12
 
@@ -52,6 +54,11 @@ def has_layer(model: keras.Model, name: str) -> bool:
 def is_map(tensor) -> bool:
     """True for a symbolic (B, H, W, C) tensor."""
     return len(tensor.shape) == 4
+
+
+def is_spatial_map(tensor) -> bool:
+    """True for a (B, H, W, C) tensor with more than one location (not a pooled (B, 1, 1, C))."""
+    return is_map(tensor) and not (tensor.shape[1] == 1 and tensor.shape[2] == 1)
 
 
 def logits_submodel(layer: keras.Layer) -> keras.Model | None:
@@ -137,16 +144,18 @@ def find_feature_layer(model: keras.Model) -> tuple[keras.Model, str]:
     Raises:
         TransferLabError: no layer outputs a (B, H, W, C) map (e.g. a feature-vector body).
     """
+    if has_layer(model, FEATURE_LAYER) and is_spatial_map(model.get_layer(FEATURE_LAYER).output):
+        return model, FEATURE_LAYER
     for layer in reversed(model.layers):
         if isinstance(layer, keras.Model):
             out = outer_output(layer)
-            if not isinstance(out, (list, tuple)) and is_map(out):
+            if not isinstance(out, (list, tuple)) and is_spatial_map(out):
                 return layer, find_feature_layer(layer)[1]
             continue
         if isinstance(layer, keras.layers.InputLayer):
             continue
         out = layer.output
-        if not isinstance(out, (list, tuple)) and is_map(out):
+        if not isinstance(out, (list, tuple)) and is_spatial_map(out):
             return model, layer.name
     raise TransferLabError(
         f"Model `{model.name}` has no convolutional feature map (its body outputs a vector), "
