@@ -70,12 +70,26 @@ def test_every_page_renders(tiny_defaults, page):
     assert at.title, f"{page} has no title"
 
 
+def page_links(at: AppTest) -> list[str]:
+    """Target pages of the page-link buttons in the main area."""
+    return [e.proto.page for e in at.main.get("page_link")]
+
+
 def test_train_page_without_data_links_to_data(tiny_defaults):
     at = new_app().run()
     at.session_state["data_spec"] = None
     at.switch_page("pages/train.py").run()
     assert_clean(at)
-    assert "Data" in texts(at) or at.get("page_link")
+    assert "Choose a dataset first" in texts(at)
+    assert any("data" in link for link in page_links(at))
+
+
+def test_fine_tune_without_a_trained_head_links_to_train(tiny_defaults):
+    at = new_app().run()
+    at.switch_page("pages/fine_tune.py").run()
+    assert_clean(at)
+    assert "Train one first" in texts(at)
+    assert any("train" in link for link in page_links(at))
 
 
 def test_bad_folder_shows_error_not_traceback(tiny_defaults):
@@ -126,6 +140,12 @@ def test_train_then_fine_tune_end_to_end(tiny_defaults):
     assert chart_points(at) > 0
     assert at.session_state["train_result"] is not None
 
+    at.button(key="train_scratch").click().run()
+    snap = wait_for_job(at, "scratch_job")
+    assert snap["status"] == "done", snap["error"]
+    assert_clean(at)
+    assert "from scratch" in texts(at)
+
     at.switch_page("pages/fine_tune.py").run()
     assert_clean(at)
     at.number_input(key="finetune_epochs").set_value(1).run()
@@ -135,3 +155,21 @@ def test_train_then_fine_tune_end_to_end(tiny_defaults):
     assert_clean(at)
     history = at.session_state["finetune_result"].history
     assert set(history["phase"]) >= {"frozen", "fine_tune"}
+
+
+def test_stop_ends_a_running_job(tiny_defaults):
+    at = new_app().run()
+    at.switch_page("pages/train.py").run()
+    at.number_input(key="train_epochs").set_value(200).run()
+    at.number_input(key="train_patience").set_value(0).run()  # no early stopping
+    at.button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    end = time.time() + TRAIN_DEADLINE
+    while not job.snapshot()["events"].get("batch") and job.running and time.time() < end:
+        time.sleep(0.2)
+    at.run()
+    at.button(key="train_job_stop").click().run()
+    snap = wait_for_job(at, "train_job")
+    assert snap["status"] == "stopped"
+    assert len(snap["events"]["epoch"]) < 200
+    assert any("Stopped" in w.value for w in at.warning)
