@@ -279,3 +279,29 @@ def test_train_through_clicks(browser_env):
     wait_for(lambda: script_idle(driver))
     save_full_screenshot(driver, shots / "train_done.png")
     assert not page_problems(driver), page_problems(driver)
+
+
+def test_predict_an_upload_with_the_trained_model(browser_env):
+    from selenium.webdriver.common.by import By
+
+    _, driver, shots = browser_env
+    click_nav(driver, "Predict")
+    wait_for_title(driver, "Predict")
+    wait_for(lambda: script_idle(driver))
+    image = make_upload_image(shots.parent)
+    upload = driver.find_element(By.CSS_SELECTOR, "[data-testid=stFileUploader] input[type=file]")
+    upload.send_keys(str(image))
+    wait_for(lambda: "Predictions from your model" in body_text(driver), timeout=120, poll=0.3)
+    wait_for(lambda: script_idle(driver))
+    save_full_screenshot(driver, shots / "predict_done.png")
+    assert not page_problems(driver), page_problems(driver)
+
+
+def make_upload_image(folder: Path) -> Path:
+    """A small JPEG to upload."""
+    import numpy as np
+    from PIL import Image
+
+    path = folder / "upload.jpg"
+    Image.fromarray(np.full((48, 64, 3), (30, 160, 40), np.uint8)).save(path)
+    return path
