@@ -141,6 +141,8 @@ frozen_result = require_trained()
 ft_job = ui_state.get_job(ui_state.FINETUNE_JOB)
 busy = ft_job is not None and ft_job.running
 try:
+    with st.spinner("Copying the body to list its layers…"):  # once per trained model
+        ui_state.body_layer_count(frozen_result)
     n_unfreeze, ft_lr, ft_epochs = settings_ui(frozen_result, disabled=busy)
     with st.expander("Layers of the body", expanded=False):
         layers_section(frozen_result, n_unfreeze)
