@@ -54,7 +54,7 @@ return Array.from(document.querySelectorAll('[data-testid=stMain] .js-plotly-plo
 """
 
 
-def answer_time(driver, label: str, title: str | None) -> float:
+def answer_time(driver, label: str, title: str) -> float:
     """Clicks a sidebar page; seconds until its title is drawn and the script is idle."""
     start = time.perf_counter()
     click_nav(driver, label)
@@ -63,7 +63,7 @@ def answer_time(driver, label: str, title: str | None) -> float:
     return time.perf_counter() - start
 
 
-def page_pass(driver, pages: list[tuple[str, str | None]]) -> dict[str, float]:
+def page_pass(driver, pages: list[tuple[str, str]]) -> dict[str, float]:
     """One pass through `pages`, returning label -> answer seconds."""
     times = {}
     for label, title in pages:
