@@ -34,6 +34,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -54,6 +56,8 @@ MAX_RUNS = 30
 TIME_BUDGET_S = 2.0  # timed seconds per batch size, after the warm-up
 MEMORY_SAMPLE_S = 0.005
 MAX_BATCH = 1024
+WORKER_TIMEOUT_S = 3600  # one backbone in its own process (EfficientNetB7 at batch 32 is slow on CPU)
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 DEPTH_METHOD = "layers with weights (as the Keras Applications table counts depth)"
 LATENCY_METHOD = (
@@ -62,7 +66,8 @@ LATENCY_METHOD = (
 )
 MEMORY_METHOD = (
     "peak RSS increase over the process baseline while the backbone is built and run "
-    f"(psutil, sampled every {MEMORY_SAMPLE_S * 1000:g} ms)"
+    f"(psutil, sampled every {MEMORY_SAMPLE_S * 1000:g} ms); each backbone is measured in a fresh "
+    "process, so rows do not share allocator memory"
 )
 SIZE_METHOD = "saved weights file (.weights.h5), MB = 10^6 bytes"
 ACCURACY_NOTE = "Top-1/top-5 are published ImageNet figures (see accuracy_source), not measured here."
@@ -342,7 +347,7 @@ def _resolve_names(names: Sequence[str] | None) -> list[str]:
 def measure_zoo(names: Sequence[str] | None = None, batches: Sequence[int] = DEFAULT_BATCHES, *,
                 min_runs: int = MIN_RUNS, budget_s: float = TIME_BUDGET_S,
                 fingerprint: dict | None = None, on_progress: ProgressFn | None = None,
-                stop_event: threading.Event | None = None) -> dict:
+                stop_event: threading.Event | None = None, isolate: bool = True) -> dict:
     """Measures backbones and stores their rows in this machine's zoo cache (other rows are kept).
 
     Args:
@@ -352,6 +357,9 @@ def measure_zoo(names: Sequence[str] | None = None, batches: Sequence[int] = DEF
         fingerprint: the machine fingerprint (tests pass a fake one). Defaults to this machine's.
         on_progress: `on_progress(done, total, message)` before each backbone and at the end.
         stop_event: set it to stop after the current backbone.
+        isolate: measure each backbone in a fresh Python process (comparable memory figures, and
+            the calling process, e.g. the Streamlit server, does not keep 40 models' allocations).
+            Backbones registered only in this process (tests) need False. Defaults to True.
 
     Returns:
         The updated cache: `{"schema", "fingerprint", "rows": {name: row}}`. A backbone that fails
@@ -367,13 +375,57 @@ def measure_zoo(names: Sequence[str] | None = None, batches: Sequence[int] = DEF
         if on_progress:
             on_progress(i, len(names), f"Measuring {name} ({i + 1}/{len(names)})")
         try:
-            data["rows"][name] = measure_backbone(name, batches, min_runs=min_runs, budget_s=budget_s)
+            measure = measure_in_subprocess if isolate else measure_backbone
+            data["rows"][name] = measure(name, batches, min_runs=min_runs, budget_s=budget_s)
         except TransferLabError as e:
             data["rows"][name] = {**registry_row(get_spec(name)), "error": str(e)}
         _save_zoo_cache(data)  # after every row, so a stopped or killed run keeps what it measured
     if on_progress:
         on_progress(len(names), len(names), "Done")
     return data
+
+
+def measure_in_subprocess(name: str, batches: Sequence[int] = DEFAULT_BATCHES, *,
+                          min_runs: int = MIN_RUNS, budget_s: float = TIME_BUDGET_S,
+                          timeout: float = WORKER_TIMEOUT_S) -> dict:
+    """`measure_backbone` in a fresh `python -m lib.zoo` process; returns its row.
+
+    Hub backbones are registered again in the worker from their handle.
+
+    Raises:
+        TransferLabError: the worker failed (its last error line is in the message) or timed out.
+    """
+    spec = get_spec(name)
+    job = {"name": name, "batches": list(batches), "min_runs": min_runs, "budget_s": budget_s,
+           "hub": spec.weights_source[4:] if spec.weights_source.startswith("hub:") else None,
+           "input_size": spec.input_size}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lib.zoo", json.dumps(job)], capture_output=True,
+                              text=True, timeout=timeout, cwd=PROJECT_ROOT, env=env)
+    except subprocess.TimeoutExpired as e:
+        raise TransferLabError(f"Measuring {name} took longer than {timeout:g} s; stopped.") from e
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        raise TransferLabError(f"Measuring {name} failed: {errors[-1] if errors else proc.returncode}")
+    return json.loads(lines[-1])
+
+
+def _worker(argument: str) -> int:
+    """Entry point of `python -m lib.zoo JOB_JSON`: prints one measured row as JSON."""
+    job = json.loads(argument)
+    if job.get("hub"):
+        from lib.backbones.hub_compat import register_hub_backbone
+
+        register_hub_backbone(job["hub"], name=job["name"], input_size=job["input_size"])
+    try:
+        row = measure_backbone(job["name"], job["batches"], min_runs=job["min_runs"], budget_s=job["budget_s"])
+    except TransferLabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(row))
+    return 0
 
 
 def flatten_row(row: dict) -> dict:
@@ -523,3 +575,7 @@ def describe_cut_points(backbone) -> list[dict]:
         rows.append({"cut": cut, "output_shape": "x".join(str(s) for s in shape),
                      "layers_below": i + 1, "params_below_m": round(cumulative[i] / 1e6, 3)})
     return rows
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1]))

@@ -11,7 +11,7 @@ import pytest
 from lib import zoo
 from lib.backbones import RANDOM, BackboneSpec, list_specs, register_backbone
 
-FAST = {"min_runs": 3, "budget_s": 0.05}
+FAST = {"min_runs": 3, "budget_s": 0.05, "isolate": False}  # tiny_zoo_test lives in this process
 
 
 def _build_tiny_wide(pretrained: bool = False) -> keras.Model:
@@ -137,3 +137,8 @@ def test_scatter_figure_draws_bubbles_and_the_front():
     assert sizes["b"] > sizes["c"] > sizes["a"]  # bubble area follows size on disk
     with pytest.raises(ValueError, match="nope"):
         make_zoo_scatter_figure(rows, x="nope")
+
+
+def test_isolated_measurement_runs_in_a_fresh_process():
+    row = zoo.measure_in_subprocess("tiny_random", (1,), min_runs=3, budget_s=0.05)
+    assert row["name"] == "tiny_random" and row["timings"]["1"]["runs"] >= 3 and row["depth"] == 7
