@@ -278,6 +278,11 @@ def _logits_head(app_model: keras.Model):
 
 
 def _construct(app: _App, pixels, weights: str | None) -> keras.Model:
+    """Calls the Keras constructor on `preprocess(pixels)`, so the graph starts at our input.
+
+    The application loads (or downloads) its `.h5` itself; our preprocessing layers hold no
+    weights, so its order-based loading still lines up.
+    """
     constructor = getattr(keras.applications, app.constructor)
     x = _preprocess(app.mode, pixels)
     size = app.input_size
