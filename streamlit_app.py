@@ -11,7 +11,6 @@ from pathlib import Path
 import streamlit as st
 
 from lib import ui_state
-from lib.backbones import DOWNLOAD_NEEDED, RANDOM, get_spec
 from lib.errors import TransferLabError
 
 ROOT = Path(__file__).resolve().parent
@@ -40,6 +39,8 @@ def build_pages() -> list:
 def backbone_sidebar() -> None:
     """The session's backbone, with a warning when its weights would be random."""
     name = ui_state.current_backbone_name()
+    from lib.backbones import DOWNLOAD_NEEDED, RANDOM, get_spec
+
     try:
         spec = get_spec(name)
         status = spec.weights_status()
@@ -52,6 +53,17 @@ def backbone_sidebar() -> None:
     elif status == DOWNLOAD_NEEDED:
         st.warning("Pretrained weights need a download; offline, random weights are used.",
                    icon="⚠️")
+
+
+@st.fragment(run_every=1)
+def backbone_sidebar_when_ready() -> None:
+    """On a cold server TensorFlow is still importing in the background: show the name at once,
+    and the full backbone line as soon as the import is done (without waiting for a rerun)."""
+    if ui_state.engine_ready():
+        backbone_sidebar()
+        return
+    st.markdown(f"**Backbone:** `{ui_state.current_backbone_name()}`")
+    st.caption("Starting TensorFlow…")
 
 
 def data_sidebar() -> None:
@@ -80,7 +92,10 @@ def jobs_sidebar() -> None:
 
 def sidebar() -> None:
     with st.sidebar:
-        backbone_sidebar()
+        if ui_state.engine_ready():
+            backbone_sidebar()
+        else:
+            backbone_sidebar_when_ready()
         data_sidebar()
         model_sidebar()
         if ui_state.running_jobs():
@@ -90,9 +105,14 @@ def sidebar() -> None:
 def main() -> None:
     st.set_page_config(page_title="TransferLab", page_icon=":material/school:", layout="wide")
     ui_state.init_state()
+    ui_state.warm_engine()
     ui_state.sync_jobs()
     page = st.navigation(build_pages())
     sidebar()
+    if page.title != PAGES[0][1] and not ui_state.engine_ready():
+        # Every other page imports TensorFlow; say so instead of showing a blank page meanwhile.
+        with st.spinner("Starting TensorFlow (only the first visit to a fresh server waits)…"):
+            ui_state.warm_engine().join()
     page.run()
 
 

@@ -14,13 +14,16 @@ Shared vs per session:
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from lib.backbones import Backbone, load_backbone
 from lib.jobs import FINISHED, Job
+
+if TYPE_CHECKING:
+    from lib.backbones import Backbone
 
 # Server-side defaults; the env vars let tests and benchmarks pick tiny ones.
 DEFAULT_BACKBONE_ENV = "TRANSFERLAB_DEFAULT_BACKBONE"
@@ -99,6 +102,27 @@ def put(key: str, value: Any) -> None:
 
 # ----- cached resources ----------------------------------------------------------------------------
 
+def _import_engine() -> None:
+    from lib.backbones import catalog  # noqa: F401  TensorFlow, Keras and every registry entry
+
+
+@st.cache_resource(show_spinner=False)
+def warm_engine() -> threading.Thread:
+    """Imports TensorFlow and the registry on a background thread, once per server process.
+
+    Importing TensorFlow takes seconds; Home does not need it, so a cold server can show Home at
+    once and be ready by the time the visitor opens another page.
+    """
+    thread = threading.Thread(target=_import_engine, name="warm-engine", daemon=True)
+    thread.start()
+    return thread
+
+
+def engine_ready() -> bool:
+    """True once TensorFlow and the backbone registry are imported."""
+    return not warm_engine().is_alive()
+
+
 @st.cache_resource(max_entries=BACKBONE_CACHE_ENTRIES, show_spinner="Loading the backbone…")
 def get_backbone(name: str) -> Backbone:
     """The shared, frozen backbone `name` (random weights, flagged, when none can be had offline).
@@ -106,6 +130,8 @@ def get_backbone(name: str) -> Backbone:
     Raises:
         TransferLabError: unknown name.
     """
+    from lib.backbones import load_backbone
+
     return load_backbone(name, allow_random=True)
 
 
