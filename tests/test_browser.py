@@ -303,3 +303,45 @@ def make_upload_image(folder: Path) -> Path:
     path = folder / "upload.jpg"
     Image.fromarray(np.full((48, 64, 3), (30, 160, 40), np.uint8)).save(path)
     return path
+
+
+def upload_zip(driver, path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    click_nav(driver, "Data")
+    wait_for_title(driver, "Data")
+    wait_for(lambda: script_idle(driver))
+    for label in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stRadio] label"):
+        if label.text.strip() == "Upload a zip":
+            label.click()
+            break
+    wait_for(lambda: driver.find_elements(
+        By.CSS_SELECTOR, "[data-testid=stFileUploader] input[type=file]"))
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=stFileUploader] input[type=file]").send_keys(str(path))
+    click_button(driver, "Use this zip")
+
+
+def test_zip_upload_bad_then_good(browser_env, tmp_path):
+    import zipfile
+
+    from tests.conftest import make_image_folder
+
+    _, driver, shots = browser_env
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"this is not a zip file")
+    upload_zip(driver, bad)
+    wait_for(lambda: "not a zip file" in body_text(driver), timeout=60, poll=0.3)
+    assert not page_problems(driver), page_problems(driver)
+    driver.save_screenshot(str(shots / "data_bad_zip.png"))
+
+    folder = make_image_folder(tmp_path / "pets", {"cat": 5, "dog": 5}, size=36)
+    good = tmp_path / "pets.zip"
+    with zipfile.ZipFile(good, "w") as archive:
+        for file in folder.rglob("*.jpg"):
+            archive.write(file, file.relative_to(folder.parent))
+    driver.refresh()  # a new session with an empty uploader (this test runs last)
+    wait_for_title(driver, "Data")
+    upload_zip(driver, good)
+    wait_for(lambda: "10 images in 2 classes" in body_text(driver), timeout=60, poll=0.3)
+    assert "pets.zip" in body_text(driver)
+    assert not page_problems(driver), page_problems(driver)
