@@ -28,12 +28,20 @@ def save_upload(name: str, data: bytes) -> str:
     return str(path)
 
 
+def source_index(spec: str) -> int:
+    """Which source option a spec came from, so the radio starts there."""
+    if spec.startswith("tfds:"):
+        return 3
+    if spec.lower().endswith(".zip"):
+        return 2
+    return 1 if spec and not spec.startswith("builtin:") else 0
+
+
 def source_ui() -> str | None:
     """The source widgets; returns a new dataset spec when the person asks for one."""
     current = ui_state.current_data_spec() or ""
     kind = st.radio("Source", SOURCES, horizontal=True, key="data_source_kind",
-                    index=0 if current.startswith("builtin:") or not current else
-                    3 if current.startswith("tfds:") else 1)
+                    index=source_index(current))
     if kind == "Built-in":
         names = list(BUILTIN_DATASETS)
         chosen = st.selectbox("Built-in dataset", names, format_func=lambda n: f"{n}: {BUILTIN_DATASETS[n]}",

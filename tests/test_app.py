@@ -155,6 +155,12 @@ def test_train_then_fine_tune_end_to_end(tiny_defaults):
     assert_clean(at)
     history = at.session_state["finetune_result"].history
     assert set(history["phase"]) >= {"frozen", "fine_tune"}
+    assert chart_points(at) > 0
+
+    at.switch_page("pages/runs.py").run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert {"transfer", "scratch"} <= set(table["kind"])
 
 
 def test_stop_ends_a_running_job(tiny_defaults):
