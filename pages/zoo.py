@@ -85,6 +85,8 @@ def measure_ui(selected: str, shown: list[str]) -> None:
     c1, c2, c3 = st.columns([2, 1, 1])
     scope = c1.radio("Re-measure", SCOPES, horizontal=True, key="zoo_measure_scope")
     batches = c2.multiselect("Batch sizes", [1, 8, 32, 64], default=[1, 32], key="zoo_measure_batches")
+    st.caption("Each backbone is measured in its own process. On a few CPU cores the large models "
+               "take minutes each at batch 32; a running measurement can stop after any backbone.")
     if c3.button("Re-measure", type="primary", key="zoo_measure_start", disabled=not batches):
         names = {SCOPES[0]: [selected], SCOPES[1]: shown, SCOPES[2]: None}[scope]
 
