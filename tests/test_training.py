@@ -86,7 +86,8 @@ def test_fine_tuning_keeps_batchnorm_statistics_and_the_shared_backbone(tiny_bac
     body = get_body(frozen.model)
     bn_before = {layer.name: [np.array(w) for w in layer.get_weights()]
                  for layer in body.layers if "bn" in layer.name}
-    tuned = fine_tune(frozen, epochs=2, unfreeze=4, lr_factor=1.0)
+    # No starting point to beat, so the last best fine-tuning epoch is kept whatever its loss.
+    tuned = fine_tune(replace(frozen, metrics={}), epochs=2, unfreeze=4, lr_factor=1.0)
     assert tuned.history["phase"].tolist() == ["frozen"] * 2 + ["fine_tune"] * 2
     assert tuned.history["epoch"].tolist() == [1, 2, 3, 4]
     tuned_body = get_body(tuned.model)
@@ -103,6 +104,32 @@ def test_fine_tuning_keeps_batchnorm_statistics_and_the_shared_backbone(tiny_bac
     assert tuned.metrics["phases"]["fine_tune"]["unfrozen_layers"] == 1
     assert tuned.metrics["params"]["trainable"] > frozen.metrics["params"]["trainable"]
     assert read_status(tuned.run_dir)["status"] == "done"
+
+
+def test_fine_tuning_that_never_beats_the_frozen_loss_keeps_the_frozen_weights(tiny_backbone, toy,
+                                                                                 tmp_path):
+    frozen = train(_config(epochs=4), backbone=tiny_backbone, dataset=toy, run_dir=tmp_path / "r")
+    # A huge rate wrecks the top layers at once: no epoch can beat the frozen validation loss.
+    wild = replace(frozen, config=replace(frozen.config, learning_rate=5.0))
+    tuned = fine_tune(wild, epochs=2, unfreeze=4, lr_factor=10.0)
+    summary = tuned.metrics["phases"]["fine_tune"]
+    assert not summary["improved"]
+    assert summary["val_loss"] == pytest.approx(frozen.metrics["phases"]["frozen"]["val_loss"])
+    for a, b in zip(frozen.model.get_weights(), tuned.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_fine_tuning_on_cached_activations_matches_fine_tuning_on_pixels(tiny_backbone, toy,
+                                                                         tmp_path):
+    frozen = train(_config(epochs=1), backbone=tiny_backbone, dataset=toy, run_dir=tmp_path / "r")
+    fast = fine_tune(frozen, epochs=2, unfreeze=4, lr_factor=1.0)
+    slow_start = replace(frozen, config=replace(frozen.config, use_feature_cache=False))
+    slow = fine_tune(slow_start, epochs=2, unfreeze=4, lr_factor=1.0)
+    assert fast.metrics["phases"]["fine_tune"]["activation_cache_at"] == "block2_out"
+    assert slow.metrics["phases"]["fine_tune"]["activation_cache_at"] is None
+    for a, b in zip(fast.model.get_weights(), slow.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(fast.history["val_loss"], slow.history["val_loss"], atol=1e-5)
 
 
 def test_train_runs_both_phases_from_the_config(tiny_backbone, toy, tmp_path):

@@ -125,7 +125,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="folder of class folders, .zip, or builtin:NAME")
     p.add_argument("--backbone", default="efficientnet_lite0", help="registry name (default %(default)s)")
     p.add_argument("--out", default=None, help="new run folder (default: a new folder under the runs dir)")
-    p.add_argument("--epochs", type=int, default=10, help="frozen-phase epochs (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=20, help="frozen-phase epochs (default %(default)s)")
     p.add_argument("--fine-tune-epochs", type=int, default=0, help="fine-tuning epochs (default 0: none)")
     p.add_argument("--unfreeze", type=int, default=20, help="top body layers to unfreeze (default 20)")
     p.add_argument("--unfreeze-from", default=None, help="unfreeze from this layer up instead")
@@ -142,7 +142,7 @@ def register(subparsers) -> None:
     p.add_argument("--hidden", type=int, default=0, help="hidden Dense units in the head (default 0)")
     p.add_argument("--dropout", type=float, default=0.2, help="head dropout (default 0.2)")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="default 0")
-    p.add_argument("--patience", type=int, default=3, help="early-stopping patience; 0 = off (default 3)")
+    p.add_argument("--patience", type=int, default=5, help="early-stopping patience; 0 = off (default 5)")
     p.add_argument("--no-feature-cache", action="store_true", help="run the body on every batch")
     p.add_argument("--scratch", action="store_true",
                    help="the from-scratch baseline: same architecture, random init, all trainable")
