@@ -647,6 +647,20 @@ def _fail_run(run_dir: Path | None, error: BaseException) -> None:
         runs.write_status(run_dir, status, error=f"{type(error).__name__}: {error}")
 
 
+def _extract_progress(ctx: _Context) -> Callable[[int, int], None]:
+    """The caller's `on_extract`, plus a heartbeat so a long extraction never looks dead."""
+    last = [time.perf_counter()]
+
+    def on_extract(done: int, total: int) -> None:
+        if ctx.callbacks.on_extract:
+            ctx.callbacks.on_extract(done, total)
+        if time.perf_counter() - last[0] >= runs.HEARTBEAT_SECONDS:
+            last[0] = time.perf_counter()
+            runs.write_status(ctx.run_dir, runs.RUNNING, extracted=done, to_extract=total)
+
+    return on_extract
+
+
 def _evaluation_records(split: Split) -> tuple[str, tuple[ImageRecord, ...]]:
     return ("test", split.test) if split.test else ("val", split.val)
 
@@ -737,7 +751,7 @@ def _fit_frozen_on_features(ctx: _Context, body: keras.Model, head: keras.Model,
     try:
         cached = cached_features(body, everything, model_id=_model_id(backbone), cut=cut,
                                  image_size=ctx.image_size, name=f"{backbone.spec.name}-{cut}",
-                                 on_extract=ctx.callbacks.on_extract, stop_event=ctx.stop_event)
+                                 on_extract=_extract_progress(ctx), stop_event=ctx.stop_event)
     except ExtractionStopped:
         return None, {"used": True, "hit": False}, None
     n_train, n_val = len(split.train), len(split.val)
@@ -909,7 +923,7 @@ def _extract_activations(ctx: _Context, bottom: keras.Model,
     # extract_features pools feature maps; this wants the maps, so pass a vector-shaped wrapper.
     flat = keras.Model(bottom.input, keras.layers.Flatten()(bottom.output))
     shape = tuple(int(d) for d in bottom.output.shape[1:])
-    flat_acts = extract_features(flat, records, ctx.image_size, on_extract=ctx.callbacks.on_extract,
+    flat_acts = extract_features(flat, records, ctx.image_size, on_extract=_extract_progress(ctx),
                                  stop_event=ctx.stop_event)
     return flat_acts.reshape((len(records), *shape))
 

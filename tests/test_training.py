@@ -240,3 +240,36 @@ def test_lite0_head_on_faces_beats_chance(lite0, tmp_path):
     result = train(config, backbone=lite0, run_dir=tmp_path / "faces")
     assert result.used_feature_cache
     assert result.metrics["val_accuracy"] >= 0.75
+
+
+def test_training_figures():
+    import pandas as pd
+
+    from lib.plots.training import (
+        make_batch_loss_figure,
+        make_confusion_figure,
+        make_history_figure,
+        make_runs_overlay_figure,
+    )
+
+    history = pd.DataFrame({
+        "phase": ["frozen", "frozen", "fine_tune"], "epoch": [1, 2, 3],
+        "loss": [1.0, 0.5, 0.4], "accuracy": [0.5, 0.8, 0.9],
+        "val_loss": [1.1, 0.6, None], "val_accuracy": [0.4, 0.7, None],
+    })
+    scratch = history.assign(phase="scratch")
+    fig = make_history_figure(history, "accuracy", overlay=scratch)
+    traces = {trace.name: trace for trace in fig.data}
+    assert set(traces) == {"train", "val", "scratch train", "scratch val"}
+    assert traces["scratch val"].line.dash == "dash" and traces["val"].line.dash is None
+    assert list(traces["val"].x) == [1, 2]  # a missing validation value is skipped, not drawn as 0
+    assert fig.layout.shapes[0].x0 == 2.5  # fine-tuning starts between epochs 2 and 3
+    assert not make_history_figure(history.iloc[:2]).layout.shapes
+    with pytest.raises(ValueError, match="metric='f1'"):
+        make_history_figure(history, "f1")
+    fig = make_confusion_figure([[3, 1], [0, 4]], ["cat", "dog"])
+    assert fig.data[0].customdata[0][1] == [0, 1]
+    rows = [{"phase": "frozen", "epoch": 1, "batch": i, "batches": 3, "loss": 1.0 / i}
+            for i in (1, 2, 3)]
+    assert list(make_batch_loss_figure(rows).data[0].y) == [1.0, 0.5, 1.0 / 3]
+    assert len(make_runs_overlay_figure({"a": history, "b": scratch}, "val_loss").data) == 2
