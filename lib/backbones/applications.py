@@ -169,12 +169,14 @@ def keras_home() -> Path:
 
 
 def keras_models_dirs() -> list[Path]:
-    """Where `keras.utils.get_file` caches application weights, in the order it looks.
+    """Where `keras.utils.get_file` caches application weights.
 
-    Keras uses `<keras home>/models` and falls back to `/tmp/.keras/models` when the home folder is
-    not writable.
+    Keras uses `<keras home>/models`, or `/tmp/.keras/models` when the home folder is not writable
+    (or does not exist), exactly as `get_file` decides.
     """
-    return [keras_home() / "models", Path("/tmp/.keras/models")]
+    home = keras_home()
+    base = home if os.access(home, os.W_OK) else Path("/tmp/.keras")
+    return [base / "models"]
 
 
 def cached_weights_path(app: _App) -> Path | None:
