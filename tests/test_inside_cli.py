@@ -97,3 +97,22 @@ def test_user_errors_exit_2_with_one_line(tiny_source, photo, tmp_path, capsys, 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+
+
+def test_run_directory_with_body_and_head(tiny_backbone, photo, tmp_path, capsys):
+    """A saved body + head classifier loads through --run; attacks and Grad-CAM see its logits."""
+    from lib.models import build_body, build_classifier, build_head
+    from lib.runs import save_model_atomic, write_labels
+
+    body = build_body(tiny_backbone)
+    model = build_classifier(body, build_head(tuple(body.outputs[0].shape[1:]), 3), 32)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_model_atomic(model, run_dir / "model.keras")
+    write_labels(run_dir, ["ant", "bee", "cow"])
+    result = run_json(["attack", "--run", str(run_dir), str(photo), "--eps", "16", "--target", "bee",
+                       "--out", str(tmp_path / "a.png")], capsys)
+    assert result["target"]["label"] == "bee" and result["linf"] <= 16
+    result = run_json(["gradcam", "--run", str(run_dir), str(photo), "--out",
+                       str(tmp_path / "c.png")], capsys)
+    assert result["heatmap_shape"] == [4, 4] and result["class"]["label"] in {"ant", "bee", "cow"}
