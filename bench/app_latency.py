@@ -89,7 +89,9 @@ def toggle_off(driver, label: str) -> None:
             if box.text.strip().startswith(label):
                 field = box.find_element(By.TAG_NAME, "input")
                 if field.is_selected():
-                    box.find_element(By.TAG_NAME, "label").click()
+                    # A plain click on the label misses react-aria's press handling; the input's
+                    # own click event is what a keyboard or pointer toggle ends in.
+                    driver.execute_script("arguments[0].click()", field)
                 return True
         return False
 

@@ -48,6 +48,8 @@ SCRATCH_RESULT = "scratch_result"
 FINETUNE_JOB = "finetune_job"  # Job running lib.training.fine_tune
 FINETUNE_RESULT = "finetune_result"
 RUNS_SELECTION = "runs_selection"  # list[str]: run dirs selected for the overlay
+TRAIN_EVAL_PREDICTIONS = "train_eval_predictions"  # {(run, model id): predicted labels}
+FINETUNE_PREVIEW_BODY = "finetune_preview_body"  # ((run, model id), private body copy)
 # Pages owned by other engineers keep their keys under their prefix (e.g. "inside_attack_job").
 PAGE_PREFIXES = ("home_", "zoo_", "data_", "train_", "scratch_", "finetune_", "predict_", "inside_",
                  "runs_")
@@ -170,7 +172,7 @@ def confusion_cell_records(result, true_index: int, pred_index: int) -> list:
 
     evaluation = result.metrics.get("evaluation") or {}
     records = getattr(result.split, evaluation.get("split", "val"), ()) if result.split else ()
-    cache = st.session_state.setdefault("train_eval_predictions", {})
+    cache = st.session_state.setdefault(TRAIN_EVAL_PREDICTIONS, {})
     key = (str(result.run_dir), id(result.model))
     if key not in cache:
         cache.clear()  # only the newest result's predictions are worth keeping
@@ -193,10 +195,10 @@ def _preview_body(result):
     from lib.models import copy_body, get_body
 
     key = (str(result.run_dir), id(result.model))
-    cached = st.session_state.get("finetune_preview_body")
+    cached = st.session_state.get(FINETUNE_PREVIEW_BODY)
     if cached is None or cached[0] != key:
         cached = (key, copy_body(get_body(result.model)))
-        st.session_state["finetune_preview_body"] = cached
+        st.session_state[FINETUNE_PREVIEW_BODY] = cached
     return cached[1]
 
 
@@ -324,11 +326,13 @@ def set_result(key: str, value: Any) -> None:
 def trained_model() -> tuple[Any, list[str]] | None:
     """The session's newest trained classifier and its class names, or None.
 
-    A fine-tuned model wins over the frozen one it was made from.
+    A fine-tuned model wins over the frozen one it was made from. A run stopped before its first
+    epoch has no trained head, so it does not count.
     """
     for key in (FINETUNE_RESULT, TRAIN_RESULT):
         result = get_result(key)
-        if result is not None and getattr(result, "model", None) is not None:
+        if result is not None and getattr(result, "model", None) is not None \
+                and not result.history.empty:
             return result.model, list(result.class_names)
     return None
 
