@@ -179,3 +179,26 @@ def test_stop_ends_a_running_job(tiny_defaults):
     assert snap["status"] == "stopped"
     assert len(snap["events"]["epoch"]) < 200
     assert any("Stopped" in w.value for w in at.warning)
+
+
+def test_workflow_figure_marks_done_and_next_steps():
+    from lib.plots.workflow import DONE_COLOR, NEXT_COLOR, WORKFLOW_STEPS, make_workflow_figure
+
+    fig = make_workflow_figure({"data", "backbone"})
+    boxes = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(boxes) == len(WORKFLOW_STEPS)
+    colors = [b.line.color for b in boxes]
+    assert colors[0] == colors[1] == DONE_COLOR  # data, backbone
+    assert colors[2] == NEXT_COLOR  # the head is next
+    texts_drawn = " ".join(a.text for a in fig.layout.annotations)
+    assert all(title in texts_drawn for _, title, _ in WORKFLOW_STEPS)
+
+
+def test_topk_figure_puts_the_most_likely_class_on_top():
+    from lib.plots.ui import make_topk_figure
+
+    top = [{"index": 3, "label": "cat", "prob": 0.7}, {"index": 1, "label": "dog", "prob": 0.2}]
+    fig = make_topk_figure(top)
+    bars = fig.data[0]
+    assert list(bars.y) == ["dog", "cat"]  # plotly draws the last bar at the top
+    assert abs(bars.x[-1] - 70.0) < 1e-9
