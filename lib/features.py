@@ -87,7 +87,7 @@ def pooled_feature_model(body: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     """Returns a compiled `fn(pixels) -> features (B, D)` running the body in inference mode."""
     rank = len(body.outputs[0].shape)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # nothing to convert
     def extract(pixels: tf.Tensor) -> tf.Tensor:
         features = body(pixels, training=False)  # (B, H, W, C) or (B, C)
         if rank == 4:

@@ -719,7 +719,7 @@ def _feature_validator(head: keras.Model, features: np.ndarray, labels: np.ndarr
     chunks = [(tf.constant(features[i : i + VAL_CHUNK]), tf.constant(labels[i : i + VAL_CHUNK]))
               for i in range(0, len(features), VAL_CHUNK)]
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # nothing to convert
     def evaluate(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         probs = head(x, training=False)
         correct = tf.equal(tf.argmax(probs, axis=1), tf.argmax(y, axis=1))
