@@ -126,3 +126,16 @@ def test_bad_settings_are_user_errors(probe, kwargs):
 def test_wrong_image_size_is_a_user_error(probe):
     with pytest.raises(TransferLabError, match="64, 64, 3"):
         attack(probe, np.zeros((64, 64, 3), np.float32), eps=4)
+
+
+def test_eps_sweep_stops_and_keeps_only_complete_budgets(probe):
+    stop = threading.Event()
+
+    def on_progress(done, total, message):
+        if done == 2:  # the first budget's two batches are done
+            stop.set()
+
+    sweep = eps_sweep(probe, images(10), [1, 2, 4], steps=2, on_progress=on_progress,
+                      stop_event=stop)
+    assert sweep.eps == [1.0]
+    assert sweep.success.shape == (1, 10)

@@ -417,7 +417,7 @@ def eps_sweep(
     total = len(eps_grid) * int(np.ceil(len(x) / SWEEP_BATCH))
     rows, done = [], 0
     for e in eps_grid:
-        predicted = np.zeros(len(x), int)
+        predicted = np.zeros(len(x), int)  # (N,) predictions after the attack at this eps
         for i in range(0, len(x), SWEEP_BATCH):
             if stop_event is not None and stop_event.is_set():
                 break
@@ -428,10 +428,9 @@ def eps_sweep(
             done += 1
             if on_progress is not None:
                 on_progress(done, total, f"eps {e:g}: {min(i + SWEEP_BATCH, len(x))}/{len(x)} images")
-        else:
-            rows.append(predicted)
-            continue
-        break
+        if stop_event is not None and stop_event.is_set():
+            break  # this eps is incomplete: leave it out
+        rows.append(predicted)
     predictions = np.array(rows).reshape(len(rows), len(x))  # (E, N)
     if targets is None:
         success = predictions != reference[None]
