@@ -418,8 +418,10 @@ def eps_sweep(
     rows, done = [], 0
     for e in eps_grid:
         predicted = np.zeros(len(x), int)  # (N,) predictions after the attack at this eps
+        complete = True
         for i in range(0, len(x), SWEEP_BATCH):
             if stop_event is not None and stop_event.is_set():
+                complete = False
                 break
             adv, _ = attack_batch(probe, x[i:i + SWEEP_BATCH], goals[i:i + SWEEP_BATCH],
                                   targeted=targets is not None, method=method, eps=e, steps=steps,
@@ -428,7 +430,7 @@ def eps_sweep(
             done += 1
             if on_progress is not None:
                 on_progress(done, total, f"eps {e:g}: {min(i + SWEEP_BATCH, len(x))}/{len(x)} images")
-        if stop_event is not None and stop_event.is_set():
+        if not complete:
             break  # this eps is incomplete: leave it out
         rows.append(predicted)
     predictions = np.array(rows).reshape(len(rows), len(x))  # (E, N)
