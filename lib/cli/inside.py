@@ -112,7 +112,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("ideal", help="the image the model finds most like a class "
                               "(or that most excites a channel)")
     add_model_source(p)
-    p.add_argument("--class", dest="class_", help="class index or name whose logit is maximised")
+    p.add_argument("--class", dest="class_", metavar="CLASS",
+                   help="class index or name whose logit is maximised")
     p.add_argument("--layer", help="instead of a class: a feature-map layer (with --channel)")
     p.add_argument("--channel", type=int, help="the channel of --layer to maximise")
     p.add_argument("--steps", type=int, default=IdealSettings.steps, help="default 200")
@@ -128,7 +129,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("gradcam", help="Grad-CAM heatmap over an image")
     add_model_source(p)
     p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--class", dest="class_", help="class to explain (default: the predicted one)")
+    p.add_argument("--class", dest="class_", metavar="CLASS",
+                   help="class to explain (default: the predicted one)")
     p.add_argument("--layer", help="feature-map layer (default: the last one)")
     p.add_argument("--out", required=True, help="where to write the overlay PNG")
     p.set_defaults(handler=gradcam_command)
