@@ -218,6 +218,12 @@ def unfreeze_preview(result, n_layers: int) -> list[dict]:
     return layer_table(body)
 
 
+def rescan_datasets() -> None:
+    """Forgets every scanned dataset (all sessions), so changed folders are read again."""
+    get_dataset.clear()
+    sample_grid_figure.clear()
+
+
 # ----- backbone and data ---------------------------------------------------------------------------
 
 def current_backbone_name() -> str:

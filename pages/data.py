@@ -77,7 +77,12 @@ def overview_section(index) -> None:
     from lib.plots.data import make_class_count_figure
 
     report = index.report
-    st.success(f"**{index.name}**: {report.summary()}")
+    message, rescan = st.columns([6, 1], vertical_alignment="center")
+    message.success(f"**{index.name}**: {report.summary()}")
+    if rescan.button("Rescan", icon=":material/refresh:", key="data_rescan",
+                     help="Read the files again, e.g. after adding images to the folder."):
+        ui_state.rescan_datasets()
+        st.rerun()
     for warning in report.warnings:
         st.warning(warning)
     left, right = st.columns([2, 3])
