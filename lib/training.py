@@ -69,6 +69,7 @@ WRITE_INTERVAL_S = 2.0
 # than a head step on features, so grouping steps is most of the fast path's speed.
 FAST_STEPS_PER_EXECUTION = 16
 EVAL_BATCH = 64
+SCRATCH_BN_MOMENTUM = 0.9
 # Cached features/activations per validation call: bounds memory for feature maps.
 VAL_CHUNK = 256
 
@@ -1089,7 +1090,8 @@ def train_from_scratch(
 
     Same split, augmentation, optimizer, learning rate, batch size and budget (frozen +
     fine-tuning epochs) as `train` with the same config, so the curves compare fairly. BatchNorm
-    trains here (there are no pretrained statistics to keep).
+    trains here (there are no pretrained statistics to keep), with momentum 0.9 so its moving
+    statistics catch up within a small budget.
 
     Args:
         config: the settings a transfer run used.
@@ -1118,6 +1120,12 @@ def train_from_scratch(
                                f"{', '.join(spec.cut_points)}.")
     body = keras.Model(network.input, network.get_layer(cut).output, name="body")
     body.trainable = True
+    for layer in body.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            # The default 0.99 needs hundreds of steps before the moving statistics that
+            # inference uses match the data; a small-data budget has tens, and validation would
+            # then measure BatchNorm's lag rather than what the network learned.
+            layer.momentum = SCRATCH_BN_MOMENTUM
     head = build_head(tuple(body.outputs[0].shape[1:]), dataset.num_classes, config.head,
                       seed=config.seed)
     model = build_classifier(body, head, spec.input_size, body_inference=False)
