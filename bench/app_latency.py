@@ -146,6 +146,9 @@ def run(args: argparse.Namespace) -> dict:
             answer_time(a, "Train", "Train")
             set_number_input(a, "Epochs", args.epochs)
             wait_for(lambda: script_idle(a))
+            # No early stopping: the job must outlast the measurements taken while it trains.
+            set_number_input(a, "Early stopping patience (0 = off)", 0)
+            wait_for(lambda: script_idle(a))
             if args.no_feature_cache:
                 toggle_off(a, "Use the feature cache")  # so each epoch runs the backbone: a long job
             result["start_to_first_point_s"] = first_chart_point(a)
@@ -202,7 +205,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--data", default="builtin:faces")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--feature-cache", dest="no_feature_cache", action="store_false",
                         help="keep the feature cache on (a much shorter job)")
