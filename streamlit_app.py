@@ -58,10 +58,9 @@ def backbone_sidebar() -> None:
 @st.fragment(run_every=1)
 def backbone_sidebar_when_ready() -> None:
     """On a cold server TensorFlow is still importing in the background: show the name at once,
-    and the full backbone line as soon as the import is done (without waiting for a rerun)."""
+    and rerun the app as soon as the import is done, so the full backbone line appears."""
     if ui_state.engine_ready():
-        backbone_sidebar()
-        return
+        st.rerun()  # a full rerun draws the whole sidebar and ends this polling
     st.markdown(f"**Backbone:** `{ui_state.current_backbone_name()}`")
     st.caption("Starting TensorFlow…")
 

@@ -50,14 +50,14 @@ def next_steps_section(done: set[str]) -> None:
     st.subheader("Where you are")
     icon = lambda key: DONE_ICON if key in done else TODO_ICON  # noqa: E731
     steps = [
-        ("pages/zoo.py", f"Backbone: {ui_state.current_backbone_name()} (change it in the model zoo)",
+        ("pages/zoo.py", f"Backbone: {ui_state.current_backbone_name()} (model zoo)",
          icon("backbone")),
-        ("pages/data.py", f"Data: {ui_state.current_data_spec() or 'none yet'} (look, split, augment)",
+        ("pages/data.py", f"Data: {ui_state.current_data_spec() or 'none yet'}",
          icon("data")),
         ("pages/train.py", "Train a head on the frozen backbone", icon("train")),
         ("pages/fine_tune.py", "Fine-tune the top layers", icon("fine_tune")),
         ("pages/predict.py", "Predict on your own photos", ":material/image_search:"),
-        ("pages/look_inside.py", "Look inside: adversarial images, ideal images, Grad-CAM",
+        ("pages/look_inside.py", "Look inside the network",
          ":material/visibility:"),
         ("pages/runs.py", "Compare runs and download models", ":material/history:"),
     ]

@@ -6,11 +6,11 @@ import plotly.graph_objects as go
 
 # (key, title, subtitle): the steps in order, left to right.
 WORKFLOW_STEPS = (
-    ("data", "Your images", "a few hundred, in class folders"),
-    ("backbone", "Pretrained backbone", "frozen: general features"),
-    ("head", "New head", "pool → dense → softmax"),
-    ("train", "Train the head", "only the head learns"),
-    ("fine_tune", "Fine-tune (optional)", "unfreeze top layers, 10× lower lr"),
+    ("data", "Your images", "class folders"),
+    ("backbone", "Backbone", "pretrained, frozen"),
+    ("head", "New head", "pool → softmax"),
+    ("train", "Train head", "only the head learns"),
+    ("fine_tune", "Fine-tune", "top layers, lr ÷ 10"),
     ("predict", "Predict", "your classes"),
 )
 DONE_COLOR = "#16a34a"
