@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> dict:
             others = [p for p in pages if p[0] != "Train"]
             passes = [page_pass(b, others) for _ in range(args.rounds)]
             result["while_training_switch_s"] = summarize(passes)
+            answer_time(a, "Train", "Train")  # back to the job, to stop it
             result["job_still_running_at_end"] = stop_if_running(a)
         finally:
             a.quit()
