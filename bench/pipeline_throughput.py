@@ -8,7 +8,9 @@ Both sides run the same Lite0 classifier over the same images from ../shared/dat
 
 Target: pipeline / in-memory >= 0.9 (the pipeline must not starve the model). The scan also varies
 the decode parallelism and the batch size, to find what suits this machine. Each pair is measured
-back to back, three times, keeping the best run of each, because the machine is shared.
+four rounds, each round
+measuring every setting, keeping the best of each, because the machine is shared. A third column,
+forward-only (`predict_on_batch` on ready batches), is the model's own ceiling.
 
 Writes bench/results/pipeline_throughput.json.
 """
@@ -28,7 +30,7 @@ DATA = ROOT.parent / "shared" / "datasets" / "cats_vs_dogs"
 RESULTS = ROOT / "bench" / "results" / "pipeline_throughput.json"
 N_IMAGES = 192
 BATCHES = (16, 32, 64)
-REPEATS = 3
+REPEATS = 4
 TARGET = 0.9
 
 
@@ -69,7 +71,28 @@ def time_in_memory(model, images, batch: int) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
-def main() -> int:
+def time_forward(model, images, batch: int) -> float:
+    """The model alone: `predict_on_batch` over ready-made batches (no data adapter, no decode)."""
+    batches = [images[i:i + batch] for i in range(0, len(images), batch)]
+    model.predict_on_batch(batches[0])
+    start = time.perf_counter()
+    for x in batches:
+        model.predict_on_batch(x)
+    return len(images) / (time.perf_counter() - start)
+
+
+def parse_args(argv: list[str] | None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Input pipeline vs in-memory predict, Lite0.")
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="e.g. 16,32,64")
+    parser.add_argument("--decode", default="1,2,AUTOTUNE", help="decode parallelism values to scan")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="rounds; the best of each is kept")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if not DATA.is_dir():
         print(f"skipped: {DATA} not found")
         return 0
@@ -82,26 +105,39 @@ def main() -> int:
     model = load_backbone("efficientnet_lite0").model
     images, _ = load_arrays(records, num_classes, 224)  # also warms the OS file cache
     model.predict(images[:64], batch_size=32, verbose=0)  # trace once
-    settings = [(b, p) for b in BATCHES for p in (1, 2, tf.data.AUTOTUNE)]
+    batches = [int(b) for b in args.batches.split(",")]
+    decodes = [tf.data.AUTOTUNE if d.strip().upper() == "AUTOTUNE" else int(d) for d in args.decode.split(",")]
+    settings = [(b, p) for b in batches for p in decodes]
+    pipe = {s: 0.0 for s in settings}
+    mem = {b: 0.0 for b in batches}
+    forward = {b: 0.0 for b in batches}
+    # Repeats outermost, so a burst of load from other processes hits every setting alike.
+    for _ in range(args.repeats):
+        for batch in batches:
+            mem[batch] = max(mem[batch], time_in_memory(model, images, batch))
+            forward[batch] = max(forward[batch], time_forward(model, images, batch))
+        for batch, parallel in settings:
+            pipe[(batch, parallel)] = max(pipe[(batch, parallel)],
+                                          time_pipeline(model, records, num_classes, batch, parallel))
     rows = []
     for batch, parallel in settings:
-        best_pipe, best_mem = 0.0, 0.0
-        for _ in range(REPEATS):
-            best_mem = max(best_mem, time_in_memory(model, images, batch))
-            best_pipe = max(best_pipe, time_pipeline(model, records, num_classes, batch, parallel))
         rows.append({
             "batch": batch,
             "decode_parallel": "AUTOTUNE" if parallel == tf.data.AUTOTUNE else parallel,
-            "pipeline_ips": round(best_pipe, 1),
-            "in_memory_ips": round(best_mem, 1),
-            "ratio": round(best_pipe / best_mem, 3),
+            "pipeline_ips": round(pipe[(batch, parallel)], 1),
+            "in_memory_ips": round(mem[batch], 1),
+            "forward_only_ips": round(forward[batch], 1),
+            "ratio": round(pipe[(batch, parallel)] / mem[batch], 3),
+            "ratio_vs_forward_only": round(pipe[(batch, parallel)] / forward[batch], 3),
         })
     best = max(rows, key=lambda r: (r["ratio"] >= TARGET, r["pipeline_ips"]))
-    default = next(r for r in rows if r["batch"] == 32 and r["decode_parallel"] == "AUTOTUNE")
-    print(f"{'batch':>5} {'decode':>9} {'pipeline img/s':>15} {'in-memory img/s':>16} {'ratio':>6}")
+    default = next((r for r in rows if r["batch"] == 32 and r["decode_parallel"] == "AUTOTUNE"), rows[0])
+    print(f"{'batch':>5} {'decode':>9} {'pipeline img/s':>15} {'predict(mem) img/s':>19} {'ratio':>6} "
+          f"{'forward-only img/s':>19} {'ratio':>6}")
     for r in rows:
-        print(f"{r['batch']:>5} {r['decode_parallel']!s:>9} {r['pipeline_ips']:>15} {r['in_memory_ips']:>16} {r['ratio']:>6}")
-    print(f"default (batch 32, AUTOTUNE): ratio {default['ratio']} (target >= {TARGET})")
+        print(f"{r['batch']:>5} {r['decode_parallel']!s:>9} {r['pipeline_ips']:>15} {r['in_memory_ips']:>19} "
+              f"{r['ratio']:>6} {r['forward_only_ips']:>19} {r['ratio_vs_forward_only']:>6}")
+    print(f"default (batch {default['batch']}, {default['decode_parallel']}): ratio {default['ratio']} (target >= {TARGET})")
     print(f"best: batch {best['batch']}, decode_parallel {best['decode_parallel']}: "
           f"{best['pipeline_ips']} img/s, ratio {best['ratio']}")
     result = {
@@ -110,7 +146,10 @@ def main() -> int:
         "images": len(records),
         "cpu_threads": os.cpu_count(),
         "rows": rows,
-        "summary": {"ratio_default_b32_autotune": default["ratio"], "best_ratio": best["ratio"],
+        "repeats": args.repeats,
+        "summary": {"ratio_default_b32_autotune": default["ratio"],
+                    "ratio_vs_forward_only_b32_autotune": default["ratio_vs_forward_only"],
+                    "best_ratio": best["ratio"],
                     "best_setting": f"batch {best['batch']}, decode {best['decode_parallel']}",
                     "best_pipeline_ips": best["pipeline_ips"]},
         "target": f"ratio >= {TARGET}",
