@@ -137,6 +137,25 @@ def get_backbone(name: str) -> Backbone:
     return load_backbone(name, allow_random=True)
 
 
+@st.cache_resource(max_entries=BACKBONE_CACHE_ENTRIES, show_spinner="Preparing the backbone…")
+def get_backbone_probe(name: str):
+    """A look-inside probe (`lib.inside.probe.ModelProbe`) on backbone `name`'s own classifier.
+
+    Shared by every session, like the backbone itself, so the attack and ideal-image steps are
+    traced once per server (6–12 s on 2 cores) instead of once per visitor.
+
+    Raises:
+        TransferLabError: unknown name, or a feature-vector backbone with no classifier.
+    """
+    from lib.backbones.imagenet import imagenet_labels
+    from lib.inside.probe import ModelProbe
+
+    backbone = get_backbone(name)
+    classes = backbone.spec.num_classes
+    labels = imagenet_labels() if classes == 1000 else [f"class {i}" for i in range(classes)]
+    return ModelProbe(backbone.model, labels)
+
+
 @st.cache_resource(max_entries=DATASET_CACHE_ENTRIES, show_spinner="Reading the dataset…")
 def get_dataset(spec: str):
     """The shared `DatasetIndex` for a dataset spec (file list, labels, data report).

@@ -11,7 +11,6 @@ import numpy as np
 import streamlit as st
 
 from lib import ui_state
-from lib.backbones.imagenet import imagenet_labels
 from lib.errors import TransferLabError
 from lib.images import load_image
 from lib.inside.attacks import attack, eps_sweep
@@ -63,7 +62,10 @@ def model_choice_ui() -> str:
 
 
 def probe_for(model, labels, key: tuple) -> ModelProbe:
-    """This session's probe for a model, kept so its compiled steps are traced only once."""
+    """This session's probe for its trained model, kept so its compiled steps are traced once.
+
+    Backbone probes are shared by all sessions instead (`ui_state.get_backbone_probe`).
+    """
     probes: dict = ui_state.get(PROBES) or {}
     if key not in probes:
         probes = dict(list(probes.items())[-(MAX_PROBES - 1):])
@@ -90,8 +92,7 @@ def load_probe(choice: str) -> tuple[ModelProbe, str, str | None]:
                                "it first.")
     if not backbone.pretrained:
         st.warning(f"{name} has random weights here: what you see inside it is meaningless.")
-    labels = imagenet_labels() if classes == 1000 else [f"class {i}" for i in range(classes)]
-    probe = probe_for(backbone.model, labels, ("backbone", name, id(backbone.model)))
+    probe = ui_state.get_backbone_probe(name)
     what = "ImageNet's 1000 classes" if classes == 1000 else f"its {classes} classes"
     return probe, f"{name} on {what}", name
 
@@ -406,8 +407,7 @@ def transfer_probes(name: str | None) -> dict[str, ModelProbe]:
             continue
         backbone = ui_state.get_backbone(other)
         if backbone.pretrained:
-            out[other] = probe_for(backbone.model, imagenet_labels(),
-                                   ("backbone", other, id(backbone.model)))
+            out[other] = ui_state.get_backbone_probe(other)
     return out
 
 
