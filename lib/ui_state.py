@@ -34,6 +34,8 @@ FALLBACK_DATA = "builtin:faces"
 # How many backbones one server keeps in memory (Lite2 is ~40 MB; keras.applications up to ~550 MB).
 BACKBONE_CACHE_ENTRIES = 4
 DATASET_CACHE_ENTRIES = 8
+# The zoo table is re-read from disk at most this often, so a finished re-measure shows up.
+ZOO_TABLE_TTL_S = 5
 
 # ----- keys, namespaced by the page that owns them ------------------------------------------------
 ZOO_SELECTION = "zoo_selection"  # str: the session's backbone name
@@ -199,6 +201,28 @@ def confusion_cell_records(result, true_index: int, pred_index: int) -> list:
     predicted = cache[key]
     return [r for r, p in zip(records, predicted, strict=True)
             if r.label == true_index and int(p) == pred_index]
+
+
+@st.cache_data(ttl=ZOO_TABLE_TTL_S, show_spinner=False)
+def zoo_table() -> dict:
+    """The registry joined with this machine's cached zoo measurements (cheap, briefly cached)."""
+    from lib import zoo
+
+    return zoo.zoo_table()
+
+
+@st.cache_data(ttl=ZOO_TABLE_TTL_S, show_spinner=False)
+def zoo_other_tables() -> list[dict]:
+    """Zoo tables measured on other machines/devices (e.g. a GPU), for extra columns."""
+    from lib import zoo
+
+    return zoo.list_zoo_caches()
+
+
+def refresh_zoo_tables() -> None:
+    """Drops the cached zoo tables after a re-measure, so the page shows the new rows."""
+    zoo_table.clear()
+    zoo_other_tables.clear()
 
 
 @st.cache_data(max_entries=DATASET_CACHE_ENTRIES, show_spinner="Drawing samples…")

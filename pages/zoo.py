@@ -16,17 +16,6 @@ LIVE_REFRESH_S = 1.0
 SCOPES = ("The selected backbone", "The backbones shown", "Every backbone")
 
 
-@st.cache_data(ttl=5, show_spinner=False)
-def load_table() -> dict:
-    """The registry + this machine's cached measurements (cheap; refreshed every few seconds)."""
-    return zoo.zoo_table()
-
-
-@st.cache_data(ttl=5, show_spinner=False)
-def load_other_tables() -> list[dict]:
-    return zoo.list_zoo_caches()
-
-
 def header_section(table: dict) -> None:
     st.title("Model zoo")
     st.caption(f"Measured on **{table['device']}** · TensorFlow {table['fingerprint']['tensorflow']}")
@@ -69,7 +58,7 @@ def filter_rows(rows: list[dict], chosen: dict) -> list[dict]:
 
 def table_section(table: dict, rows: list[dict]) -> str | None:
     """The sortable table; returns the name of the row the person selected, if any."""
-    frame = zoo.display_table({**table, "rows": rows}, load_other_tables())
+    frame = zoo.display_table({**table, "rows": rows}, ui_state.zoo_other_tables())
     event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key="zoo_table", width="stretch")
     picked = event.selection.rows if event and event.selection else []
@@ -112,8 +101,7 @@ def measure_progress() -> None:
     if st.button("Stop after this backbone", key="zoo_measure_stop"):
         job.stop()
     if not job.running:
-        load_table.clear()
-        load_other_tables.clear()
+        ui_state.refresh_zoo_tables()
         st.rerun()
 
 
@@ -155,13 +143,13 @@ def hub_ui() -> None:
         if st.button("Add and select", key="zoo_hub_add", disabled=not handle):
             with st.spinner("Loading the hub model…"):
                 spec = register_hub_backbone(handle.strip(), input_size=int(size))
-            load_table.clear()
+            ui_state.refresh_zoo_tables()
             ui_state.set_backbone(spec.name)
             st.success(f"Added {spec.name} ({spec.feature_dim} features) and selected it.")
 
 
 def main() -> None:
-    table = load_table()
+    table = ui_state.zoo_table()
     header_section(table)
     chosen = filters_ui(table)
     rows = filter_rows(table["rows"], chosen)

@@ -79,3 +79,15 @@ def test_lite0_hub_export_gives_the_converted_features(tmp_path, lite0):
     model = lite0.model
     pooled = keras.Model(model.inputs, model.get_layer("avg_pool").output).predict(pixels, verbose=0)
     np.testing.assert_allclose(load_backbone(name).model.predict(pixels, verbose=0), pooled, atol=1e-4)
+
+
+def test_a_handle_works_wherever_a_backbone_name_does(tiny_hub_dir, monkeypatch):
+    handle = str(tiny_hub_dir)
+    spec = get_spec(handle)
+    assert spec.weights_source == f"hub:{handle}" and spec.num_classes == 0
+
+    def no_second_registration(*args, **kwargs):
+        raise AssertionError("the handle was registered twice")
+
+    monkeypatch.setattr(hub, "register_hub_backbone", no_second_registration)
+    assert get_spec(handle) is spec

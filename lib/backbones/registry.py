@@ -114,11 +114,24 @@ def _ensure_loaded() -> None:
 def get_spec(name: str) -> BackboneSpec:
     """Returns the registry entry for `name`.
 
+    Args:
+        name: a registry key, or a TF Hub handle (registered on first use).
+
     Raises:
-        TransferLabError: no such backbone; the message lists the known names.
+        TransferLabError: no such backbone (the message lists the known names), or a hub handle
+            that cannot be resolved.
     """
     _ensure_loaded()
     if name not in _REGISTRY:
+        # A TF Hub handle (URL, `hub:...` or a SavedModel folder) works wherever a name does, so a
+        # run's config can keep the handle itself and be reproduced from it.
+        from lib.backbones import hub_compat
+
+        if hub_compat.looks_like_handle(name):
+            for spec in _REGISTRY.values():
+                if spec.weights_source == f"hub:{name}":
+                    return spec
+            return hub_compat.register_hub_backbone(name)
         known = ", ".join(s.name for s in list_specs())
         raise TransferLabError(f"Unknown backbone `{name}`. Known backbones: {known}.")
     return _REGISTRY[name]
