@@ -9,7 +9,8 @@ The recipe (Keras transfer-learning guide, fastai `fine_tune`):
    with its top layers unfrozen (every BatchNorm stays frozen), recompiled at a 10x lower rate;
    the history continues with `phase="fine_tune"`.
 3. **Scratch** (`train_from_scratch`): the same architecture from random weights, all trainable,
-   on the same split and budget, to show what the pretrained weights bring.
+   on the same split and budget, to show what the pretrained weights bring. BatchNorm statistics
+   are recomputed over the training images before each validation ("precise BN").
 
 **Feature-cache fast path.** With a frozen body and no augmentation every epoch would push the same
 pixels through the same body, so the body runs once (`lib.features`) and the head trains on the
@@ -53,6 +54,7 @@ from lib.models import (
     count_params,
     get_body,
     get_head,
+    is_batchnorm,
     unfreeze_top,
 )
 
@@ -559,15 +561,93 @@ class EpochSummaries(keras.callbacks.Callback):
         self._writers.clear()
 
 
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer, nested models' layers included (a BatchNorm inside a block model counts)."""
+    found = []
+    for layer in model.layers:
+        found.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return found
+
+
+def recalibrate_batchnorm(body: keras.Model, images: tf.data.Dataset,
+                          stop_event: threading.Event | None = None) -> int:
+    """Sets every BatchNorm's moving statistics to the mean and variance over `images` ("precise BN").
+
+    Training normalises with each batch's statistics; inference uses the moving averages, which
+    trail weights that keep changing. From random weights every layer's statistics move fast and
+    the lag compounds through the depth, so a model that is right in training mode can predict one
+    class for everything in inference mode. Recomputing the statistics at the current weights
+    removes that mismatch without changing any trained weight.
+
+    Args:
+        body: a model whose BatchNormalization layers are trainable (they update in training mode).
+        images: batches of `(pixels, labels)`; the labels are ignored.
+        stop_event: when set, stops between batches (the statistics so far are kept).
+
+    Returns:
+        The number of images averaged over (0 leaves the statistics as they were).
+    """
+    layers = [layer for layer in _all_layers(body) if is_batchnorm(layer) and layer.trainable]
+    momenta = [layer.momentum for layer in layers]
+    sums = [[0.0, 0.0] for _ in layers]  # per layer: sum of n * mean, sum of n * E[x^2]
+    seen = 0
+    try:
+        for layer in layers:
+            layer.momentum = 0.0  # the moving statistics become exactly this batch's
+        for x, _ in images:
+            if stop_event is not None and stop_event.is_set():
+                break
+            n = int(x.shape[0])
+            # Eager on purpose: a plain forward pass whose only effect is the statistics update.
+            body(x, training=True)
+            for layer, total in zip(layers, sums, strict=True):
+                mean, var = np.asarray(layer.moving_mean), np.asarray(layer.moving_variance)
+                total[0] += n * mean
+                # E[x^2] rather than the mean of batch variances: the spread between batch means
+                # (say, batches of mostly one class) is part of the variance inference sees.
+                total[1] += n * (var + mean**2)
+            seen += n
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    if seen:
+        for layer, (sum_mean, sum_square) in zip(layers, sums, strict=True):
+            mean = sum_mean / seen
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(np.maximum(sum_square / seen - mean**2, 0.0))
+    return seen
+
+
+class BatchNormRecalibration(keras.callbacks.Callback):
+    """Recomputes the body's BatchNorm statistics over the training images before validation.
+
+    Keras runs validation before `on_epoch_end`, so this works in `on_test_begin`. The statistics
+    are non-trainable weights: the best-epoch weights and checkpoints carry the recalibrated ones.
+    """
+
+    def __init__(self, body: keras.Model, images: tf.data.Dataset,
+                 stop_event: threading.Event | None = None) -> None:
+        super().__init__()
+        self.body, self.images, self.stop_event = body, images, stop_event
+
+    def on_test_begin(self, logs=None):
+        recalibrate_batchnorm(self.body, self.images, self.stop_event)
+
+
 def _run_fit(model: keras.Model, dataset: tf.data.Dataset, *, epochs: int, steps: int,
-             validation_data, monitor: PhaseMonitor, run_dir: Path, phase: str) -> None:
-    """`model.fit` with the monitor and TensorBoard; a stop request ends it quietly."""
+             validation_data, monitor: PhaseMonitor, run_dir: Path, phase: str,
+             before_validation: Sequence[keras.callbacks.Callback] = ()) -> None:
+    """`model.fit` with the monitor and TensorBoard; a stop request ends it quietly.
+
+    `before_validation` callbacks come after the monitor, so its stop check runs before their
+    `on_test_begin`.
+    """
     if epochs == 0:
         return
     summaries = EpochSummaries(Path(run_dir) / runs.TB_DIR / phase, monitor.epoch_offset)
     try:
         model.fit(dataset, epochs=epochs, steps_per_epoch=steps, validation_data=validation_data,
-                  callbacks=[monitor, summaries], shuffle=False, verbose=0)
+                  callbacks=[monitor, *before_validation, summaries], shuffle=False, verbose=0)
     except _StopRequested:
         pass
     finally:
@@ -792,8 +872,12 @@ def _fit_frozen_on_features(ctx: _Context, body: keras.Model, head: keras.Model,
 
 def _fit_on_pixels(ctx: _Context, model: keras.Model, *, phase: str, epochs: int, lr: float,
                    history: pd.DataFrame | None, save_checkpoint: Callable[[], None],
-                   baseline: dict | None = None) -> PhaseMonitor:
-    """The plain path: `model.fit` on decoded pixels, in the shared seeded epoch order."""
+                   baseline: dict | None = None, recalibrate: keras.Model | None = None) -> PhaseMonitor:
+    """The plain path: `model.fit` on decoded pixels, in the shared seeded epoch order.
+
+    `recalibrate`: a body whose BatchNorm trains; its moving statistics are recomputed over the
+    training images before each validation (`BatchNormRecalibration`). Defaults to None.
+    """
     config, split = ctx.config, ctx.split
     augmentation = (build_augmentation(config.augment, seed=config.seed)
                     if config.augment is not None and config.augment.enabled else None)
@@ -805,8 +889,17 @@ def _fit_on_pixels(ctx: _Context, model: keras.Model, *, phase: str, epochs: int
     steps = steps_per_epoch(len(split.train), config.batch_size)
     monitor = _monitor(ctx, phase=phase, epochs=epochs, batches=steps, history=history,
                        save_checkpoint=save_checkpoint, lr=lr, baseline=baseline)
+    extra = []
+    if recalibrate is not None:
+        # Unaugmented, like the validation images the statistics are then used on; in a seeded
+        # mixed order like training's batches, since the records come grouped by class and a
+        # one-class batch would normalise the class signal away in the layers above.
+        order = np.random.default_rng(config.seed).permutation(len(split.train))
+        images = make_dataset([split.train[i] for i in order], ctx.num_classes, ctx.image_size,
+                              config.batch_size, cache=True)
+        extra.append(BatchNormRecalibration(recalibrate, images, ctx.stop_event))
     _run_fit(model, dataset, epochs=epochs, steps=steps, validation_data=val, monitor=monitor,
-             run_dir=ctx.run_dir, phase=phase)
+             run_dir=ctx.run_dir, phase=phase, before_validation=extra)
     return monitor
 
 
@@ -1090,8 +1183,10 @@ def train_from_scratch(
 
     Same split, augmentation, optimizer, learning rate, batch size and budget (frozen +
     fine-tuning epochs) as `train` with the same config, so the curves compare fairly. BatchNorm
-    trains here (there are no pretrained statistics to keep), with momentum 0.9 so its moving
-    statistics catch up within a small budget.
+    trains here (there are no pretrained statistics to keep). Before each validation its
+    statistics are recomputed over the training images at the current weights
+    (`recalibrate_batchnorm`): moving averages trail random-init weights that change fast, and
+    Lite0 on builtin:faces then predicted one class for every image, 0.5 val accuracy throughout.
 
     Args:
         config: the settings a transfer run used.
@@ -1139,7 +1234,8 @@ def train_from_scratch(
     try:
         monitor = _fit_on_pixels(ctx, model, phase=SCRATCH, epochs=budget,
                                  lr=config.learning_rate, history=None,
-                                 save_checkpoint=lambda: runs.save_model_atomic(model, checkpoint))
+                                 save_checkpoint=lambda: runs.save_model_atomic(model, checkpoint),
+                                 recalibrate=body)
         evaluation = _evaluate(ctx, _predict_pixels(model, ctx)) if monitor.rows else None
     except BaseException as e:
         _fail_run(run_path, e)
