@@ -209,18 +209,6 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def save_weights_atomic(model: keras.Model, path: Path) -> None:
-    """Saves weights (`.weights.h5`) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[: -len('.weights.h5')]}.{os.getpid()}.tmp.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ----- reading -----------------------------------------------------------------------------------
 
 

@@ -57,6 +57,7 @@ from lib.models import (
     is_batchnorm,
     unfreeze_top,
 )
+from lib.paths import atomic_save_weights
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 FROZEN, FINE_TUNE, SCRATCH = "frozen", "fine_tune", "scratch"
@@ -790,7 +791,7 @@ def _monitor(ctx: _Context, *, phase: str, epochs: int, batches: int, history: p
 
 def _head_checkpoint(ctx: _Context, head: keras.Model) -> Callable[[], None]:
     path = ctx.run_dir / runs.CHECKPOINT_DIR / runs.HEAD_CHECKPOINT
-    return lambda: runs.save_weights_atomic(head, path)
+    return lambda: atomic_save_weights(head, path)
 
 
 def _feature_validator(head: keras.Model, features: np.ndarray, labels: np.ndarray,

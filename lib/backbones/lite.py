@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import keras
@@ -17,7 +16,7 @@ import keras
 from lib.backbones import efficientnet_lite as lite
 from lib.backbones.registry import CACHED, OFFLINE, BackboneSpec, register_backbone
 from lib.errors import TransferLabError
-from lib.paths import atomic_write_text, cache_dir
+from lib.paths import atomic_save_weights, atomic_write_text, cache_dir
 
 # Published ImageNet accuracy of the TF Lite float models (tensorflow/tpu, efficientnet/lite/README.md).
 PUBLISHED = {"efficientnet_lite0": 75.1, "efficientnet_lite1": 76.7, "efficientnet_lite2": 77.6}
@@ -49,14 +48,7 @@ def _build_from_layout(name: str) -> keras.Model:
 
 def save_converted(name: str, model: keras.Model, blocks: list[lite.BlockArgs]) -> None:
     """Writes the converted weights and layout so readers never see half a file."""
-    target = weights_path(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{name}.{os.getpid()}.tmp.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_save_weights(model, weights_path(name))
     layout = {
         "blocks": [dataclasses.asdict(b) for b in blocks],
         "head_filters": model.get_layer("top_conv").filters,
