@@ -25,6 +25,8 @@ DONE = "done"
 FAILED = "failed"
 STOPPED = "stopped"
 FINISHED = (DONE, FAILED, STOPPED)
+QUEUED_MESSAGE = "Queued: other jobs are using this server's CPU; starts when one ends…"
+SLOT_POLL_S = 0.25  # how often a queued job checks its stop event
 
 
 class Job:
@@ -36,11 +38,13 @@ class Job:
         stop_event: set by `stop()`; the target checks it (lib functions take it as `stop_event`).
     """
 
-    def __init__(self, kind: str, target: Callable[[Job], Any]) -> None:
+    def __init__(self, kind: str, target: Callable[[Job], Any],
+                 slots: threading.Semaphore | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.kind = kind
         self.stop_event = threading.Event()
         self._target = target
+        self._slots = slots
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._status = RUNNING
@@ -87,7 +91,34 @@ class Job:
         with self._lock:
             return self._status == RUNNING
 
+    def _wait_for_slot(self) -> bool:
+        """Waits for one of the server's job slots; False when stopped while still queued."""
+        if self._slots is None or self._slots.acquire(blocking=False):
+            return True
+        self.set_message(QUEUED_MESSAGE)
+        while not self._slots.acquire(timeout=SLOT_POLL_S):
+            if self.stop_event.is_set():
+                return False
+        if self.stop_event.is_set():  # stopped just as a slot came free: hand it on
+            self._slots.release()
+            return False
+        with self._lock:
+            # The ETA is estimated from the time since start; time spent queued is not work.
+            self._started = time.time()
+            self._message = "Starting…"
+        return True
+
     def _run(self) -> None:
+        if not self._wait_for_slot():
+            self._finish(STOPPED)
+            return
+        try:
+            self._run_target()
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    def _run_target(self) -> None:
         try:
             result = self._target(self)
         except TransferLabError as e:
@@ -203,7 +234,8 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def start_job(kind: str, target: Callable[[Job], Any]) -> Job:
+def start_job(kind: str, target: Callable[[Job], Any],
+              slots: threading.Semaphore | None = None) -> Job:
     """Creates and starts a job.
 
     Args:
@@ -211,11 +243,13 @@ def start_job(kind: str, target: Callable[[Job], Any]) -> Job:
         target: `target(job) -> result`; it reports through `job` and checks `job.stop_event`.
             A `TransferLabError` it raises becomes the job's error message as is; any other
             exception becomes "Unexpected error: ..." with the traceback kept in `traceback`.
+        slots: a semaphore shared by every job of the server (a hosted demo on a few cores):
+            the job queues, saying so, until a slot is free. Defaults to None (start at once).
 
     Returns:
         The running job.
     """
-    return Job(kind, target).start()
+    return Job(kind, target, slots).start()
 
 
 def job_callbacks(job: Job, *, epochs: int | None = None, epoch_offset: int = 0) -> dict[str, Callable]:

@@ -36,6 +36,9 @@ BACKBONE_CACHE_ENTRIES = 4
 DATASET_CACHE_ENTRIES = 8
 # The zoo table is re-read from disk at most this often, so a finished re-measure shows up.
 ZOO_TABLE_TTL_S = 5
+# Heavy background jobs (training, attacks, zoo) the whole server runs at once; more queue.
+MAX_JOBS_ENV = "TRANSFERLAB_MAX_JOBS"
+DEFAULT_MAX_JOBS = 2
 
 # ----- keys, namespaced by the page that owns them ------------------------------------------------
 ZOO_SELECTION = "zoo_selection"  # str: the session's backbone name
@@ -125,6 +128,21 @@ def warm_engine() -> threading.Thread:
 def engine_ready() -> bool:
     """True once TensorFlow and the backbone registry are imported."""
     return not warm_engine().is_alive()
+
+
+@st.cache_resource(show_spinner=False)
+def job_slots() -> threading.BoundedSemaphore | None:
+    """The server's job slots, shared by every session (`TRANSFERLAB_MAX_JOBS`, default 2).
+
+    On a hosted demo a few cores serve everyone: a training started while the slots are taken
+    queues (and says so) instead of slowing every running job and every page. 0 means no limit.
+    """
+    raw = os.environ.get(MAX_JOBS_ENV, str(DEFAULT_MAX_JOBS))
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = DEFAULT_MAX_JOBS
+    return threading.BoundedSemaphore(limit) if limit > 0 else None
 
 
 @st.cache_resource(max_entries=BACKBONE_CACHE_ENTRIES, show_spinner="Loading the backbone…")

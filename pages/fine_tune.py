@@ -81,7 +81,8 @@ def finetune_target(result, unfreeze: int, lr: float, epochs: int):
 def start_ui(result, unfreeze: int, lr: float, epochs: int, busy: bool) -> None:
     if st.button("Start fine-tuning", type="primary", icon=":material/play_arrow:",
                  key="finetune_start", disabled=busy):
-        job = start_job("finetune", finetune_target(result, unfreeze, lr, epochs))
+        job = start_job("finetune", finetune_target(result, unfreeze, lr, epochs),
+                        slots=ui_state.job_slots())
         ui_state.set_job(ui_state.FINETUNE_JOB, job)
         st.rerun()
 

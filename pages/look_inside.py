@@ -156,7 +156,7 @@ def start(key: str, kind: str, target) -> None:
     if job is not None and job.running:
         st.warning("That is still running; stop it first.")
         return
-    ui_state.set_job(key, start_job(kind, target))
+    ui_state.set_job(key, start_job(kind, target, slots=ui_state.job_slots()))
     st.rerun()
 
 

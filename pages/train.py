@@ -134,7 +134,8 @@ def start_ui(config: TrainConfig, backbone, dataset, busy: bool) -> None:
         except TransferLabError as e:
             st.error(str(e))
             return
-        ui_state.set_job(ui_state.TRAIN_JOB, start_job("train", train_target(config, backbone, dataset)))
+        ui_state.set_job(ui_state.TRAIN_JOB, start_job("train", train_target(config, backbone, dataset),
+                                                          slots=ui_state.job_slots()))
         st.rerun()
 
 
@@ -291,7 +292,8 @@ def scratch_ui(result, dataset, busy: bool) -> None:
     if st.button("Compare with training from scratch", icon=":material/compare_arrows:",
                  key="train_scratch", disabled=busy,
                  help="Same architecture, random weights, every layer trainable, same data and epochs."):
-        job = start_job("scratch", scratch_target(result.config, dataset))
+        job = start_job("scratch", scratch_target(result.config, dataset),
+                        slots=ui_state.job_slots())
         ui_state.set_job(ui_state.SCRATCH_JOB, job)
         ui_state.set_result(ui_state.SCRATCH_RESULT, None)
         st.rerun()

@@ -83,7 +83,7 @@ def measure_ui(selected: str, shown: list[str]) -> None:
             return zoo.measure_zoo(names, batches, stop_event=job.stop_event,
                                    on_progress=job_callbacks(job)["on_progress"])
 
-        ui_state.set_job(MEASURE_JOB, start_job("zoo_measure", target))
+        ui_state.set_job(MEASURE_JOB, start_job("zoo_measure", target, slots=ui_state.job_slots()))
         st.rerun()
     if job is not None:
         snap = job.snapshot()

@@ -15,6 +15,8 @@ _SESSION_CACHE = os.environ[_MARKER]
 os.environ["TRANSFERLAB_CACHE"] = _SESSION_CACHE
 os.environ["TRANSFERLAB_RUNS"] = os.path.join(_SESSION_CACHE, "runs")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Jobs run at once in tests: a slot held by one test's leftover job must not stall the next.
+os.environ["TRANSFERLAB_MAX_JOBS"] = "0"
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

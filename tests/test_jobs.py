@@ -139,3 +139,32 @@ def test_format_seconds():
     assert format_seconds(4.6) == "5 s"
     assert format_seconds(200) == "3 min 20 s"
     assert format_seconds(3900) == "1 h 05 min"
+
+
+def test_jobs_queue_for_the_servers_slots_and_can_stop_while_queued():
+    import threading
+
+    from lib.jobs import QUEUED_MESSAGE, start_job
+
+    slots = threading.BoundedSemaphore(1)
+    release_first = threading.Event()
+    ran = []
+
+    def first(job):
+        release_first.wait(5)
+        ran.append("first")
+
+    def second(job):
+        ran.append("second")
+
+    a = start_job("train", first, slots=slots)
+    b = start_job("train", second, slots=slots)
+    c = start_job("train", second, slots=slots)
+    time.sleep(0.4)
+    assert b.snapshot()["message"] == QUEUED_MESSAGE and ran == []
+    c.stop()
+    release_first.set()
+    assert a.wait(5) and b.wait(5) and c.wait(5)
+    assert ran == ["first", "second"]  # the stopped job never ran
+    assert c.snapshot()["status"] == "stopped" and b.snapshot()["status"] == "done"
+    assert slots.acquire(blocking=False)  # every slot was given back
