@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench._common import machine  # noqa: E402
+
 # A private cache: the extraction is measured cold, and nothing of the user's cache is touched.
 os.environ["TRANSFERLAB_CACHE"] = tempfile.mkdtemp(prefix="transferlab-bench-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -42,13 +43,6 @@ FAST_EPOCHS = 20
 BATCH = 32
 TARGET = 200.0
 
-
-def machine() -> dict:
-    import tensorflow as tf
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "tensorflow": tf.__version__, "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 class EpochTimer:

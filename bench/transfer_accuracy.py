@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench._common import machine  # noqa: E402
+
 # A private cache: times include the cold feature extraction; the user's cache is not touched.
 os.environ["TRANSFERLAB_CACHE"] = tempfile.mkdtemp(prefix="transferlab-bench-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -41,13 +42,6 @@ PATIENCE = 5
 LR_FACTOR = 0.03
 FINE_TUNE_PATIENCE = 2
 
-
-def machine() -> dict:
-    import tensorflow as tf
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "tensorflow": tf.__version__, "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def run_dataset(name: str, backbone) -> dict:

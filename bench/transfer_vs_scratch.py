@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench._common import machine  # noqa: E402
+
 os.environ["TRANSFERLAB_CACHE"] = tempfile.mkdtemp(prefix="transferlab-bench-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -35,13 +36,6 @@ EPOCHS = 10
 # trained from scratch also gets there (just ~25x slower). With 10 images per class it cannot.
 REGIMES = {"default 80/20 split": 0.2, "10 training images per class": 0.9}
 
-
-def machine() -> dict:
-    import tensorflow as tf
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "tensorflow": tf.__version__, "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def compare(backbone, index, val_split: float) -> dict:
