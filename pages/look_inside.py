@@ -189,6 +189,11 @@ def progress_fragment(key: str, title: str) -> None:
         return
     if snap["status"] != "running":
         st.rerun()
+    running_job_ui(job, snap, key, title)
+
+
+def running_job_ui(job, snap: dict, key: str, title: str) -> None:
+    """A running job's progress bar (with ETA) and its Stop button."""
     eta = f" — about {format_seconds(snap['eta'])} left" if snap["eta"] else ""
     st.progress(snap["fraction"], text=f"{title}: {snap['message']}{eta}")
     stop_button(job, snap, key)
@@ -419,9 +424,7 @@ def ideal_live_fragment() -> None:
         return
     if snap["status"] != "running":
         st.rerun()
-    eta = f" — about {format_seconds(snap['eta'])} left" if snap["eta"] else ""
-    st.progress(snap["fraction"], text=f"Ideal image: {snap['message']}{eta}")
-    stop_button(job, snap, IDEAL_JOB)
+    running_job_ui(job, snap, IDEAL_JOB, "Ideal image")
     frames, steps = snap["events"].get("frame", []), snap["events"].get("step", [])
     left, right = st.columns([1, 2])
     if frames:
