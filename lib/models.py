@@ -250,3 +250,32 @@ def get_body(classifier: keras.Model) -> keras.Model:
 def get_head(classifier: keras.Model) -> keras.Model:
     """The head inside a classifier from `build_classifier`."""
     return classifier.get_layer(HEAD_NAME)
+
+
+def classifier_parts(classifier: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """Returns `(body, head)` of a classifier from `build_classifier`, the head ending at its logits.
+
+    Runs saved before heads ended at their logits have a softmax inside the head; for those the head
+    returned is the saved head's input -> its `logits` layer, sharing its weights. Either way
+    `head(body(pixels))` gives logits, which is what attribution and attacks differentiate.
+
+    Args:
+        classifier: a trained classifier (pixels -> body -> head -> probabilities).
+
+    Returns:
+        `(body, head)`: pixels -> features, and features -> logits `(B, num_classes)`.
+
+    Raises:
+        TransferLabError: the model is not a body + head classifier (e.g. an ImageNet backbone).
+    """
+    names = {layer.name for layer in classifier.layers}
+    if BODY_NAME not in names or HEAD_NAME not in names:
+        raise TransferLabError(
+            f"Received a model named `{classifier.name}` without `{BODY_NAME}` and `{HEAD_NAME}` "
+            "parts; expected a classifier trained by TransferLab."
+        )
+    body = classifier.get_layer(BODY_NAME)
+    head = classifier.get_layer(HEAD_NAME)
+    if any(layer.name == PROBABILITIES_NAME for layer in head.layers):
+        head = keras.Model(head.inputs, head.get_layer(LOGITS_NAME).output, name=HEAD_NAME)
+    return body, head

@@ -3,15 +3,88 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from lib.backbones.imagenet import top_k
+from lib.errors import TransferLabError
 from lib.images import load_image
 
 PREDICT_BATCH = 16
+IMAGENET_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class LoadedClassifier:
+    """A classifier ready to predict, and what it is.
+
+    Attributes:
+        model: pixels (B, S, S, 3) in [0, 255] -> probabilities (B, C). Shared when it is a
+            cached backbone: never train or change it.
+        class_names: the C class names, in output order.
+        source: `"backbone"` (an ImageNet classifier) or `"run"` (a trained run).
+        name: the backbone name, or the run folder.
+        backbone: the registry name (or hub handle) the model is built on.
+        pretrained: False when a backbone has random weights (its predictions mean nothing).
+    """
+
+    model: keras.Model
+    class_names: tuple[str, ...]
+    source: str
+    name: str
+    backbone: str
+    pretrained: bool = True
+
+    @property
+    def input_size(self) -> int:
+        return input_size_of(self.model)
+
+
+def load_classifier(*, backbone: str | None = None, run: str | Path | None = None,
+                    allow_random: bool = False) -> LoadedClassifier:
+    """Loads the model that predicts: a backbone's ImageNet classifier, or a trained run.
+
+    The CLI (`--backbone` / `--run`) and every page load models through here, so they apply the
+    same checks.
+
+    Args:
+        backbone: a registry name (or hub handle) whose ImageNet classifier to use.
+        run: a run folder written by `train` (or `fine-tune`).
+        allow_random: accept a backbone whose weights are unavailable, with random weights
+            (`pretrained=False`); only the zoo and tests want this. Defaults to False.
+
+    Returns:
+        A `LoadedClassifier`.
+
+    Raises:
+        TransferLabError: neither or both given, an unknown backbone, a backbone without an ImageNet
+            classifier, unavailable weights, or a folder that is not a loadable run.
+    """
+    if (backbone is None) == (run is None):
+        raise TransferLabError(
+            f"Received `backbone={backbone!r}` and `run={run!r}`; give exactly one of them."
+        )
+    if run is not None:
+        from lib.runs import load_run, load_trained_model
+
+        model, labels = load_trained_model(run)
+        config = load_run(run)["config"]
+        return LoadedClassifier(model, tuple(labels), "run", str(run), str(config.get("backbone", "")),
+                                bool(config.get("pretrained", True)))
+    from lib.backbones import load_backbone
+    from lib.backbones.imagenet import imagenet_labels
+
+    loaded = load_backbone(backbone, allow_random=allow_random)
+    if loaded.spec.num_classes != IMAGENET_CLASSES:
+        raise TransferLabError(
+            f"{backbone} has no ImageNet classifier (it outputs features); train a head on it and "
+            "use the run instead."
+        )
+    return LoadedClassifier(loaded.model, tuple(imagenet_labels()), "backbone", loaded.spec.name,
+                            loaded.spec.name, loaded.pretrained)
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
