@@ -34,6 +34,7 @@ from PIL import Image
 
 from lib.errors import TransferLabError
 from lib.paths import cache_dir
+from lib.progress import ProgressFn
 
 BUILTIN_DATASETS: dict[str, str] = {
     "faces": "Faces vs not-faces: 2 classes x 100 real 25x25 grey photos (LFW, ships with scikit-image)",
@@ -51,7 +52,6 @@ PROGRESS_EVERY = 100
 # Magic bytes -> file suffix for the encoded images TFDS hands back.
 IMAGE_MAGIC = ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG", ".png"), (b"GIF8", ".gif"), (b"BM", ".bmp"))
 
-ProgressFn = Callable[[int, int, str], None]
 
 
 def materialise_builtin(name: str) -> Path:
