@@ -8,8 +8,8 @@ training and the validation split inflates validation accuracy).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 
