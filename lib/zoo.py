@@ -415,10 +415,6 @@ def measure_in_subprocess(name: str, batches: Sequence[int] = DEFAULT_BATCHES, *
 def _worker(argument: str) -> int:
     """Entry point of `python -m lib.zoo JOB_JSON`: prints one measured row as JSON."""
     job = json.loads(argument)
-    if job.get("hub"):
-        from lib.backbones.hub_compat import register_hub_backbone
-
-        register_hub_backbone(job["hub"], name=job["name"], input_size=job["input_size"])
     try:
         row = measure_backbone(job["name"], job["batches"], min_runs=job["min_runs"], budget_s=job["budget_s"])
     except TransferLabError as e:

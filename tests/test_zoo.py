@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from types import MappingProxyType
 
 import keras
 import pytest
 
 from lib import zoo
-from lib.backbones import RANDOM, BackboneSpec, list_specs, register_backbone
+from lib.backbones import RANDOM, BackboneSpec, list_specs, registry
 
 FAST = {"min_runs": 3, "budget_s": 0.05, "isolate": False}  # tiny_zoo_test lives in this process
 
@@ -27,13 +28,14 @@ def _build_tiny_wide(pretrained: bool = False) -> keras.Model:
 
 @pytest.fixture(scope="module", autouse=True)
 def second_tiny():
-    register_backbone(
-        BackboneSpec(name="tiny_zoo_test", family="test", builder=_build_tiny_wide, input_size=24,
-                     preprocessing="x / 255", feature_dim=8, cut_points=("top_activation",),
-                     weights_source="random", weights_status=lambda: RANDOM, top1=50.0, top5=90.0,
-                     accuracy_source="made up for the test", num_classes=5, listed=False),
-        replace=True,
-    )
+    """A second test backbone, seen by this module only (the registry itself is read-only)."""
+    spec = BackboneSpec(name="tiny_zoo_test", family="test", builder=_build_tiny_wide, input_size=24,
+                        preprocessing="x / 255", feature_dim=8, cut_points=("top_activation",),
+                        weights_source="random", weights_status=lambda: RANDOM, top1=50.0, top5=90.0,
+                        accuracy_source="made up for the test", num_classes=5, listed=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registry, "_REGISTRY", MappingProxyType({**registry._REGISTRY, spec.name: spec}))
+        yield
 
 
 def _fake_fingerprint(cpu: str) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import stat
@@ -22,6 +23,11 @@ from lib.progress import ProgressFn
 MAX_ZIP_FILES = 50_000
 MAX_ZIP_BYTES = 2 * 1024**3
 ZIP_CHUNK = 1024 * 1024
+# Longest file or folder name most file systems accept (bytes, UTF-8); longer entries are skipped.
+MAX_NAME_BYTES = 255
+# Entries skipped while unpacking, kept beside the files so a cached extraction reports them too.
+SKIPPED_FILE = ".transferlab-skipped.json"
+SHOWN_NAME_CHARS = 60
 
 
 def load_zip(
@@ -59,7 +65,32 @@ def load_zip(
     target = cache_dir() / "datasets" / "zip" / digest
     if not target.is_dir():
         extract_zip(source, name, target, on_progress=on_progress)
-    return load_folder(dataset_root(target, name), name=name, on_progress=on_progress)
+    index = load_folder(dataset_root(target, name), name=name, on_progress=on_progress)
+    index.report.skipped.extend(read_skipped(target))
+    return index
+
+
+def read_skipped(target: Path) -> list[tuple[str, str]]:
+    """The `(entry, reason)` pairs skipped when `target` was unpacked."""
+    try:
+        return [tuple(pair) for pair in json.loads((target / SKIPPED_FILE).read_text())]
+    except (OSError, ValueError):
+        return []
+
+
+def unusable_name_reason(filename: str) -> str:
+    """Why an entry's name cannot be a file here ("" when it can): a part over 255 bytes, a NUL."""
+    for part in PurePosixPath(filename.replace("\\", "/")).parts:
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            return f"name longer than {MAX_NAME_BYTES} bytes, which file systems refuse"
+        if "\x00" in part:
+            return "name holds a NUL character"
+    return ""
+
+
+def shown_name(filename: str) -> str:
+    """An entry name short enough to show in a table."""
+    return filename if len(filename) <= SHOWN_NAME_CHARS else filename[: SHOWN_NAME_CHARS - 1] + "…"
 
 
 def file_sha1(path: Path) -> str:
@@ -87,10 +118,15 @@ def extract_zip(
         for member in archive.infolist():  # refuse zip-slip before anything else, even in junk
             safe_member_path(member.filename, name)
         members = [m for m in archive.infolist() if not m.is_dir() and not is_ignored_member(m)]
+        skipped = [(f"{name}: {shown_name(m.filename)}", reason) for m in members
+                   if (reason := unusable_name_reason(m.filename))]
+        members = [m for m in members if not unusable_name_reason(m.filename)]
         check_members(members, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
+            if skipped:
+                (tmp / SKIPPED_FILE).write_text(json.dumps(skipped))
             written = 0
             for done, member in enumerate(members, start=1):
                 written = extract_member(archive, member, tmp, name, written)
@@ -158,8 +194,8 @@ def extract_member(
         TransferLabError: the entry is corrupt, or the total passes `MAX_ZIP_BYTES`.
     """
     dest = root.joinpath(*safe_member_path(member.filename, name).parts)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(member) as src, open(dest, "wb") as out:
             while chunk := src.read(ZIP_CHUNK):
                 written += len(chunk)
