@@ -377,3 +377,24 @@ def test_tfds_download_is_written_as_class_folders(monkeypatch):
 def test_empty_spec():
     with pytest.raises(TransferLabError, match="No dataset given"):
         load_dataset("  ")
+
+
+@pytest.mark.parametrize("bad_name", ["two\nlines", "tab\there", "\u202eevil", "   "])
+def test_class_names_that_would_break_labels_are_refused(tmp_path, bad_name):
+    root = make_image_folder(tmp_path / "names", {"plain": 3, "other": 3})
+    (root / "other").rename(root / bad_name)
+    with pytest.raises(TransferLabError, match="class folder named") as e:
+        load_folder(root)
+    assert repr(bad_name) in str(e.value)  # written out so the person can find the folder
+
+
+def test_colon_in_a_zip_class_name_is_an_ordinary_character(tmp_path):
+    source = make_image_folder(tmp_path / "src", {"cats:big": 3, "dogs": 3})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(source.rglob("*.jpg")):
+            zf.write(path, str(path.relative_to(source)))
+    index = load_zip(buf.getvalue(), "colon.zip")
+    assert index.class_names == ("cats:big", "dogs")
+    with pytest.raises(TransferLabError, match="outside the archive"):
+        sources.safe_member_path("C:/Windows/x.jpg", "drive.zip")

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -23,6 +24,7 @@ from lib.progress import ProgressFn
 MAX_ZIP_FILES = 50_000
 MAX_ZIP_BYTES = 2 * 1024**3
 ZIP_CHUNK = 1024 * 1024
+DRIVE = re.compile(r"^[A-Za-z]:")
 # Longest file or folder name most file systems accept (bytes, UTF-8); longer entries are skipped.
 MAX_NAME_BYTES = 255
 # Entries skipped while unpacking, kept beside the files so a cached extraction reports them too.
@@ -174,7 +176,8 @@ def safe_member_path(filename: str, name: str) -> PurePosixPath:
     """
     posix = filename.replace("\\", "/")
     rel = PurePosixPath(posix)
-    if rel.is_absolute() or ".." in rel.parts or (rel.parts and ":" in rel.parts[0]):
+    # A drive letter ("C:") is absolute on Windows; a ':' elsewhere is an ordinary character here.
+    if rel.is_absolute() or ".." in rel.parts or (rel.parts and DRIVE.match(rel.parts[0])):
         raise TransferLabError(
             f"{name} contains an unsafe path '{filename}' that points outside the archive; "
             "refusing to unpack it."

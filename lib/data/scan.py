@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import tempfile
+import unicodedata
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,8 @@ SCAN_THREADS = 4
 # A folder with more files than this is almost surely the wrong folder (a home folder, a disk).
 MAX_FOLDER_FILES = 500_000
 # Folders and files that are never data: macOS resource forks, hidden files, thumbnails caches.
+# Format characters that are harmless in names (joiners used by some scripts and emoji).
+ALLOWED_FORMAT = {"\u200c", "\u200d"}
 IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 # The only formats that go to tf.io.decode_image untouched (when 8-bit RGB and upright).
 PASSTHROUGH_FORMATS = {"JPEG", "PNG"}
@@ -95,6 +98,8 @@ def find_class_folders(root: Path, name: str) -> tuple[str, ...]:
         TransferLabError: there are none, or only one.
     """
     names = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not is_ignored(p.name)))
+    for class_name in names:
+        check_class_name(class_name, name)
     if not names:
         raise TransferLabError(
             f"{name} has no class sub-folders. Put each class's images in its own folder, "
@@ -105,6 +110,26 @@ def find_class_folders(root: Path, name: str) -> tuple[str, ...]:
             f"{name} has only one class folder ('{names[0]}'); a classifier needs at least 2 classes."
         )
     return names
+
+
+def check_class_name(class_name: str, dataset: str) -> None:
+    """Refuses class names that would break `labels.txt` or mislead a reader.
+
+    A class name becomes a line of `labels.txt` and text on every page, so control characters (a
+    newline writes two labels for one class) and bidirectional overrides (which show a name
+    reversed) are refused, with the name written out so the person can find the folder.
+
+    Raises:
+        TransferLabError: the name holds such a character.
+    """
+    bad = [c for c in class_name if unicodedata.category(c) in ("Cc", "Cf") and c not in ALLOWED_FORMAT]
+    if bad or not class_name.strip():
+        what = ", ".join(sorted({f"U+{ord(c):04X} {unicodedata.name(c, 'control')}" for c in bad}))
+        raise TransferLabError(
+            f"{dataset} has a class folder named {class_name!r}, which "
+            + (f"holds {what}" if bad else "is blank")
+            + "; rename it with plain letters, digits, spaces, '-' or '_'."
+        )
 
 
 def is_ignored(name: str) -> bool:
