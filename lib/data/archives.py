@@ -14,6 +14,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from lib.data.housekeeping import prune, remove_entry, touch
 from lib.data.records import DatasetIndex
 from lib.data.scan import PROGRESS_EVERY, is_ignored, load_folder
 from lib.errors import TransferLabError
@@ -65,9 +66,19 @@ def load_zip(
     if empty:
         raise TransferLabError(f"{name} is empty (0 bytes).")
     target = cache_dir() / "datasets" / "zip" / digest
-    if not target.is_dir():
+    fresh = not target.is_dir()
+    if fresh:
         extract_zip(source, name, target, on_progress=on_progress)
-    index = load_folder(dataset_root(target, name), name=name, on_progress=on_progress)
+    try:
+        index = load_folder(dataset_root(target, name), name=name, on_progress=on_progress)
+    except TransferLabError:
+        # A zip that is not a usable dataset is not kept: its files would only fill the disk.
+        remove_entry(target)
+        raise
+    touch(target)
+    if fresh:
+        prune(target.parent)
+        prune(cache_dir() / "datasets" / "converted")
     index.report.skipped.extend(read_skipped(target))
     return index
 
