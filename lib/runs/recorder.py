@@ -106,6 +106,11 @@ class RunRecorder:
         """Whether the heartbeat thread is running."""
         return self._thread is not None and self._thread.is_alive()
 
+    def update_config(self, fields: dict) -> None:
+        """Adds settings to `config.json` (fine-tuning records its own on top of the run's)."""
+        self._config.update(fields)
+        write_config(self.run_dir, self._config)
+
     def note(self, **fields) -> None:
         """Facts for the status file (`phase`, `epoch`, `extracted`, ...), written with the next heartbeat."""
         with self._lock:
