@@ -58,15 +58,16 @@ class RunRecorder:
         config: what `config.json` holds, written whole.
         phase: the phase starting now, shown in the status.
         class_names: the labels of a new run; None when continuing a run. Defaults to None.
-        heartbeat_s: seconds between heartbeats. Defaults to `HEARTBEAT_SECONDS`.
+        heartbeat_s: seconds between heartbeats. Defaults to None: `HEARTBEAT_SECONDS`.
     """
 
     def __init__(self, run_dir: Path | str, config: dict, *, phase: str,
                  class_names: Sequence[str] | None = None,
-                 heartbeat_s: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_s: float | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.closed = False
-        self._config, self._class_names, self._heartbeat_s = dict(config), class_names, heartbeat_s
+        self._config, self._class_names = dict(config), class_names
+        self._heartbeat_s = HEARTBEAT_SECONDS if heartbeat_s is None else heartbeat_s
         self._fields: dict = {"phase": phase}
         self._lock = threading.Lock()  # one status writer at a time: heartbeat or training thread
         self._stop = threading.Event()

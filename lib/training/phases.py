@@ -105,9 +105,8 @@ def train(config: TrainConfig, *, backbone: Backbone | None = None,
                             metrics=result.metrics)
             return result
         recorder.save(result.model, result.history, result.metrics)  # kept if fine-tuning dies
-        return _fine_tune(result, ctx, recorder, epochs=config.fine_tune_epochs,
-                          unfreeze=config.unfreeze, unfreeze_from=config.unfreeze_from,
-                          lr_factor=config.fine_tune_lr_factor)
+        model, unfrozen = _unfrozen_copy(result.model, config)
+        return _fine_tune(result, ctx, model, unfrozen)
 
 
 def _train_frozen(ctx: Context, body: keras.Model, backbone: Backbone) -> TrainResult:
@@ -136,7 +135,7 @@ def _train_frozen(ctx: Context, body: keras.Model, backbone: Backbone) -> TrainR
 def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = 20,
               unfreeze_from: str | None = None, lr_factor: float = 0.1,
               callbacks: TrainCallbacks | None = None, stop_event: threading.Event | None = None,
-              run_dir: Path | str | None = None) -> TrainResult:
+              new_run: bool = False, run_dir: Path | str | None = None) -> TrainResult:
     """Phase 2: unfreeze the top of a private copy of the body and train on at a lower rate.
 
     The shared backbone is never touched; every BatchNormalization layer stays frozen and in
@@ -154,8 +153,10 @@ def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = 20,
         lr_factor: rate = the frozen phase's learning rate x this. Defaults to 0.1.
         callbacks: progress reporting. Defaults to None.
         stop_event: set it to stop within one batch. Defaults to None.
-        run_dir: write the fine-tuned run to this new folder (its history starts with the
-            result's) instead of continuing `result.run_dir`. Defaults to None.
+        new_run: write a new run folder, whose history starts with the result's, instead of
+            continuing `result.run_dir` (the saved run is then left as it was). Defaults to False.
+        run_dir: the new run's folder, which must be new or empty; implies `new_run`. Defaults to
+            None: a new folder under `lib.paths.runs_dir()` when `new_run`.
 
     Returns:
         A new `TrainResult` with the fine-tuned model and the combined history.
@@ -166,37 +167,49 @@ def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = 20,
     check_fine_tune_settings(epochs, lr_factor)
     if result.split is None:
         raise TransferLabError("This result has no data split; fine-tune a result from `train`.")
+    config = _fine_tune_config(result.config, epochs, unfreeze, unfreeze_from, lr_factor)
+    model, unfrozen = _unfrozen_copy(result.model, config)  # bad layer settings fail before any write
     source = Path(result.run_dir)
-    base = runs.read_config(source)
-    labels = None
-    if run_dir is not None:
-        run_dir, labels = runs.prepare_run_dir(run_dir), list(result.class_names)
+    base, labels, target = runs.read_config(source), None, source
+    if new_run or run_dir is not None:
+        target, labels = runs.make_run_dir(run_dir, config), list(result.class_names)
         base = {**base, "fine_tuned_from": str(source)}
-    recorder = RunRecorder(run_dir or source, base, phase=FINE_TUNE, class_names=labels)
-    ctx = Context(result.config, result.pretrained, int(result.model.inputs[0].shape[1]),
+    recorder = RunRecorder(target, base, phase=FINE_TUNE, class_names=labels)
+    ctx = Context(config, result.pretrained, int(result.model.inputs[0].shape[1]),
                   list(result.class_names), result.split, recorder, callbacks or TrainCallbacks(),
                   stop_event)
     with recorder:
-        return _fine_tune(replace(result, run_dir=recorder.run_dir), ctx, recorder, epochs=epochs,
-                          unfreeze=unfreeze, unfreeze_from=unfreeze_from, lr_factor=lr_factor)
+        return _fine_tune(replace(result, run_dir=target), ctx, model, unfrozen)
 
 
-def _fine_tune(result: TrainResult, ctx: Context, recorder: RunRecorder, *, epochs: int,
-               unfreeze: int | None, unfreeze_from: str | None, lr_factor: float) -> TrainResult:
-    """Fine-tunes inside an open recorder and finishes the run."""
-    config = replace(result.config, fine_tune_epochs=epochs, unfreeze=unfreeze or result.config.unfreeze,
-                     unfreeze_from=unfreeze_from, fine_tune_lr_factor=lr_factor)
-    ctx = replace(ctx, config=config)
-    body, head = classifier_parts(result.model)
+def _fine_tune_config(config: TrainConfig, epochs: int, unfreeze: int | None,
+                      unfreeze_from: str | None, lr_factor: float) -> TrainConfig:
+    return replace(config, fine_tune_epochs=epochs, unfreeze=unfreeze or config.unfreeze,
+                   unfreeze_from=unfreeze_from, fine_tune_lr_factor=lr_factor)
+
+
+def _unfrozen_copy(classifier: keras.Model, config: TrainConfig) -> tuple[keras.Model, list[str]]:
+    """A new classifier on private copies of the body and head, the body's top unfrozen.
+
+    Returns:
+        `(classifier, names of the unfrozen layers with weights)`.
+    """
+    body, head = classifier_parts(classifier)
     body = copy_body(body)
-    unfrozen = (unfreeze_top(body, from_layer=unfreeze_from) if unfreeze_from
-                else unfreeze_top(body, n_layers=unfreeze))
-    model = build_classifier(body, _copy_head(head), ctx.image_size)
-    lr = config.learning_rate * lr_factor
+    unfrozen = (unfreeze_top(body, from_layer=config.unfreeze_from) if config.unfreeze_from
+                else unfreeze_top(body, n_layers=config.unfreeze))
+    return build_classifier(body, _copy_head(head), int(classifier.inputs[0].shape[1])), unfrozen
+
+
+def _fine_tune(result: TrainResult, ctx: Context, model: keras.Model, unfrozen: list[str]) -> TrainResult:
+    """Fine-tunes `model` (from `_unfrozen_copy`) inside an open recorder and finishes the run."""
+    config, recorder = ctx.config, ctx.recorder
+    epochs, lr = config.fine_tune_epochs, config.learning_rate * config.fine_tune_lr_factor
     recorder.update_config({**config.to_dict(), "unfrozen_layers": unfrozen})
     ctx.callbacks.message(f"Fine-tuning {len(unfrozen)} layers at learning rate {lr:g}…")
     baseline = _starting_point(result.metrics)
-    boundary = (frozen_boundary(body, get_spec(config.backbone).cut_points, unfrozen)
+    boundary = (frozen_boundary(classifier_parts(model)[0], get_spec(config.backbone).cut_points,
+                                unfrozen)
                 if feature_cache_reason(config, FINE_TUNE) is None else None)
     if boundary is not None:
         watch, evaluation = fine_tune_on_activations(ctx, model, boundary, epochs=epochs, lr=lr,
