@@ -121,7 +121,9 @@ def train_command(args: argparse.Namespace) -> dict:
 def fine_tune_command(args: argparse.Namespace) -> dict:
     """Fine-tunes a saved run into a new run folder (the saved run is left as it was)."""
     from lib.training import fine_tune, load_train_result
+    from lib.training.config import check_fine_tune_settings
 
+    check_fine_tune_settings(args.epochs, args.lr_factor)  # before loading anything
     start = time.perf_counter()
     callbacks = progress_callbacks()
     result = load_train_result(args.run, callbacks=callbacks)
