@@ -69,7 +69,7 @@ def plain_recipe(backbone, split, num_classes: int, epochs: int = PLAIN_EPOCHS) 
     size = backbone.spec.input_size
     body = build_body(backbone)
     model = build_classifier(body, build_head(body.output.shape[1:], num_classes, HeadConfig()), size)
-    compile_model(model, TrainConfig(), 1e-3)
+    compile_model(model, TrainConfig(), 1e-3, from_logits=False)  # the classifier ends in softmax
     train = make_dataset(split.train, num_classes, size, BATCH, shuffle=True, seed=0)
     val = make_dataset(split.val, num_classes, size, BATCH)
     timer = EpochTimer()
