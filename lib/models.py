@@ -181,11 +181,28 @@ def build_logits_model(classifier: keras.Model) -> keras.Model:
 def copy_body(body: keras.Model) -> keras.Model:
     """Returns a private copy of a body (new layers, same weights and trainable flags).
 
-    Fine-tuning changes weights, so it must never touch the shared backbone's layers.
+    Fine-tuning changes weights, so it must never touch the shared backbone's layers. Weights are
+    copied layer by layer, matched by name: a whole-model `set_weights` depends on the order in
+    which the two models list their variables, and a mismatch there once surfaced as "Layer body
+    weight shape (1280,) is not compatible with provided weight shape (3, 3, 3, 32)".
+
+    Raises:
+        TransferLabError: the copy's layers do not match the body's (names or weight shapes).
     """
     copy = keras.models.clone_model(body)
-    copy.set_weights(body.get_weights())
-    for src, dst in zip(body.layers, copy.layers, strict=True):
+    sources = {layer.name: layer for layer in body.layers}
+    for dst in copy.layers:
+        src = sources.get(dst.name)
+        if src is None:
+            raise TransferLabError(f"Could not copy the body: its copy has a layer `{dst.name}` it lacks.")
+        weights = src.get_weights()
+        if [w.shape for w in weights] != [tuple(v.shape) for v in dst.weights]:
+            raise TransferLabError(
+                f"Could not copy the body: layer `{dst.name}` has weights of shapes "
+                f"{[w.shape for w in weights]} but its copy expects {[tuple(v.shape) for v in dst.weights]}."
+            )
+        if weights:
+            dst.set_weights(weights)
         dst.trainable = src.trainable
     return copy
 
