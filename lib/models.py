@@ -178,6 +178,20 @@ def build_logits_model(classifier: keras.Model) -> keras.Model:
     return keras.Model(pixels, head(body(pixels, training=False)), name=f"{classifier.name}_logits")
 
 
+def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A fresh layer with the same config. A TF Hub layer is rebuilt from its (already checked)
+    SavedModel folder directly, after checking it again: Keras refuses to deserialise one from a
+    config, which is what cloning would otherwise do."""
+    if isinstance(layer, keras.layers.TFSMLayer):
+        from lib.backbones.hub_safety import check_saved_model
+
+        check_saved_model(layer.filepath)
+        return keras.layers.TFSMLayer(layer.filepath, call_endpoint=layer.call_endpoint,
+                                      call_training_endpoint=layer.call_training_endpoint,
+                                      trainable=layer.trainable, name=layer.name)
+    return layer.__class__.from_config(layer.get_config())
+
+
 def copy_body(body: keras.Model) -> keras.Model:
     """Returns a private copy of a body (new layers, same weights and trainable flags).
 
@@ -189,7 +203,7 @@ def copy_body(body: keras.Model) -> keras.Model:
     Raises:
         TransferLabError: the copy's layers do not match the body's (names or weight shapes).
     """
-    copy = keras.models.clone_model(body)
+    copy = keras.models.clone_model(body, clone_function=clone_layer)
     sources = {layer.name: layer for layer in body.layers}
     for dst in copy.layers:
         src = sources.get(dst.name)

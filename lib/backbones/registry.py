@@ -112,4 +112,4 @@ def feature_model(backbone: Backbone, cut: str | None = None) -> keras.Model:
             f"Received `cut={cut}`; {spec.name} can be cut at: {', '.join(spec.cut_points)}."
         )
     model = backbone.model
-    return keras.Model(model.inputs, model.get_layer(cut).output, name=f"{spec.name}_to_{cut}")
+    return keras.Model(model.inputs, model.get_layer(cut).output, name=f"{spec.slug}_to_{cut}")

@@ -6,6 +6,7 @@ registry can all depend on it without depending on each other.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,6 +56,11 @@ class BackboneSpec:
     accuracy_source: str = ""
     num_classes: int = 1000
     listed: bool = True
+
+    @property
+    def slug(self) -> str:
+        """The name as Keras accepts it for a model (a hub handle holds '/' and ':')."""
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("_") or "backbone"
 
     @property
     def feature_layer(self) -> str:

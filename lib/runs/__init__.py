@@ -34,12 +34,13 @@ import keras
 import pandas as pd
 
 from lib.errors import TransferLabError
-from lib.paths import atomic_write_text, runs_dir
+from lib.paths import atomic_save_weights, atomic_write_text, runs_dir
 from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
 
 STATUSES = (RUNNING, DONE, STOPPED, FAILED, INTERRUPTED)
 
 CONFIG_FILE = "config.json"
+WEIGHTS_SUFFIX = ".weights.h5"
 STATUS_FILE = "status.json"
 LABELS_FILE = "labels.txt"
 HISTORY_FILE = "history.csv"
@@ -206,7 +207,12 @@ def write_metrics(run_dir: Path, metrics: dict) -> None:
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
-    """Saves a `.keras` file so readers never see half of it (Keras writes in place otherwise)."""
+    """Saves a `.keras` file so readers never see half of it (Keras writes in place otherwise).
+
+    A model on a TF Hub body also gets `<name>.weights.h5` beside it: Keras' safe mode refuses the
+    SavedModel layer inside the `.keras` file, so such runs reload by rebuilding the model from the
+    config (which re-checks the SavedModel) and loading these weights.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
@@ -216,6 +222,23 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    if holds_saved_model(model):
+        atomic_save_weights(model, weights_file(path))
+
+
+def weights_file(model_path: Path) -> Path:
+    """`model.keras` -> `model.weights.h5` beside it."""
+    return Path(model_path).with_name(f"{Path(model_path).stem}{WEIGHTS_SUFFIX}")
+
+
+def holds_saved_model(model: keras.Model) -> bool:
+    """True when a layer of the model, nested models included, wraps a SavedModel (TF Hub)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.TFSMLayer):
+            return True
+        if isinstance(layer, keras.Model) and holds_saved_model(layer):
+            return True
+    return False
 
 
 # ----- reading -----------------------------------------------------------------------------------
@@ -351,6 +374,33 @@ def _rebuild_from_head_checkpoint(run_dir: Path, config: dict, labels: list[str]
     return build_classifier(body, head, backbone.spec.input_size)
 
 
+def _on_hub_backbone(config: dict) -> bool:
+    from lib.backbones.hub_compat import looks_like_handle
+
+    return looks_like_handle(str(config.get("backbone", "")))
+
+
+def _rebuild_with_weights(config: dict, labels: list[str], weights: Path) -> keras.Model:
+    """Rebuilds a hub-bodied classifier from its config and loads its saved weights.
+
+    The body is a private copy (loading fine-tuned weights must not change the shared backbone), and
+    the SavedModel is checked again by `load_backbone` before anything of it runs.
+    """
+    from lib.backbones import load_backbone
+    from lib.models import HeadConfig, build_body, build_classifier, build_head, copy_body
+
+    backbone = load_backbone(config["backbone"])
+    body = copy_body(build_body(backbone, config.get("cut")))
+    head = build_head(tuple(body.outputs[0].shape[1:]), len(labels),
+                      HeadConfig(**(config.get("head") or {})), seed=int(config.get("seed", 0)))
+    model = build_classifier(body, head, backbone.spec.input_size)
+    try:
+        model.load_weights(weights)
+    except (OSError, ValueError) as e:
+        raise TransferLabError(f"Could not load the weights in {weights}: {e}") from e
+    return model
+
+
 def load_trained_model(run_dir: Path | str) -> tuple[keras.Model, list[str]]:
     """Loads a run's classifier and its class names.
 
@@ -374,11 +424,16 @@ def load_trained_model(run_dir: Path | str) -> tuple[keras.Model, list[str]]:
         raise TransferLabError(f"{run_dir} is not a finished run: it has no {LABELS_FILE}.")
     final = run_dir / MODEL_FILE
     checkpoint = run_dir / CHECKPOINT_DIR / MODEL_CHECKPOINT
+    config = read_json(run_dir / CONFIG_FILE)
+    if config is not None and _on_hub_backbone(config):
+        saved = [weights_file(p) for p in (final, checkpoint) if weights_file(p).is_file()]
+        if saved:
+            newest = max(saved, key=lambda p: p.stat().st_mtime)
+            return _rebuild_with_weights(config, labels, newest), labels
     candidates = [p for p in (final, checkpoint) if p.is_file()]
     if candidates:
         newest = max(candidates, key=lambda p: p.stat().st_mtime)
         return _load_keras(newest), labels
-    config = read_json(run_dir / CONFIG_FILE)
     if config is not None and (run_dir / CHECKPOINT_DIR / HEAD_CHECKPOINT).is_file():
         return _rebuild_from_head_checkpoint(run_dir, config, labels), labels
     raise TransferLabError(

@@ -126,7 +126,7 @@ def train_head_on_features(ctx: Context, body: keras.Model, head: keras.Model, b
     try:
         cached = cached_features(body, [*split.train, *split.val, *split.test],
                                  model_id=model_id(backbone), cut=cut, image_size=ctx.image_size,
-                                 name=f"{backbone.spec.name}-{cut}",
+                                 name=f"{backbone.spec.slug}-{cut}",
                                  on_progress=ctx.extract_progress(), stop_event=ctx.stop_event)
     except ExtractionStopped:
         return None, {"used": True, "hit": False}, None
