@@ -261,3 +261,31 @@ def test_old_format_run_still_loads_predicts_and_fine_tunes(tiny_backbone, toy_f
     assert tuned.history["phase"].tolist() == ["frozen", "fine_tune"]
     reloaded, _ = runs.load_trained_model(tmp_path / "tuned")
     np.testing.assert_allclose(np.asarray(reloaded(x)), np.asarray(tuned.model(x)), atol=1e-5)
+
+
+def _claim(path: str, barrier, results) -> None:
+    from lib.errors import TransferLabError
+    from lib.runs import prepare_run_dir
+
+    barrier.wait()
+    try:
+        prepare_run_dir(path)
+        results.put("ok")
+    except TransferLabError:
+        results.put("refused")
+
+
+def test_two_processes_never_both_claim_one_run_folder(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(10):
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_claim, args=(str(tmp_path / f"run{trial}"), barrier, results))
+                 for _ in range(2)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        outcomes = sorted(results.get(timeout=10) for _ in procs)
+        assert outcomes == ["ok", "refused"], (trial, outcomes)

@@ -40,6 +40,7 @@ from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
 STATUSES = (RUNNING, DONE, STOPPED, FAILED, INTERRUPTED)
 
 CONFIG_FILE = "config.json"
+CLAIM_FILE = ".claim"  # created exclusively by the process that owns the run
 WEIGHTS_SUFFIX = ".weights.h5"
 STATUS_FILE = "status.json"
 LABELS_FILE = "labels.txt"
@@ -100,9 +101,10 @@ def new_run_dir(config, root: Path | None = None) -> Path:
         path = root / (stem if i == 0 else f"{stem}-{i}")
         try:
             path.mkdir()
-            return path
         except FileExistsError:
             continue
+        claim_run_dir(path)
+        return path
     raise TransferLabError(f"Could not create a new run folder under {root}.")
 
 
@@ -125,7 +127,25 @@ def prepare_run_dir(run_dir: Path | str) -> Path:
             f"{run_dir} already holds a run; choose a new folder so that run is not overwritten."
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    claim_run_dir(run_dir)
     return run_dir
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Claims a run folder for this process, atomically: of two processes that start a run in the
+    same folder at the same instant, exactly one gets it (`O_CREAT | O_EXCL` on a claim file).
+
+    Raises:
+        TransferLabError: another run claimed the folder first.
+    """
+    try:
+        fd = os.open(Path(run_dir) / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError as e:
+        raise TransferLabError(
+            f"{run_dir} is already taken by another run; choose a new folder so the two do not mix."
+        ) from e
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}@{socket.gethostname()}\n")
 
 
 # ----- status ------------------------------------------------------------------------------------
