@@ -289,3 +289,16 @@ def test_two_processes_never_both_claim_one_run_folder(tmp_path):
             proc.join(60)
         outcomes = sorted(results.get(timeout=10) for _ in procs)
         assert outcomes == ["ok", "refused"], (trial, outcomes)
+
+
+def test_hosted_viewers_see_their_own_and_shared_runs(tmp_path):
+    from lib.runs import list_runs, set_shared
+
+    for name, owner in (("mine", "session-a"), ("theirs", "session-b"), ("cli", "")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"backbone": "tiny_random", "owner": owner}))
+    assert {r["name"] for r in list_runs(tmp_path)} == {"mine", "theirs", "cli"}  # local: every run
+    assert {r["name"] for r in list_runs(tmp_path, viewer="session-a")} == {"mine"}
+    set_shared(tmp_path / "theirs", True)
+    assert {r["name"] for r in list_runs(tmp_path, viewer="session-a")} == {"mine", "theirs"}
+    assert {r["name"] for r in list_runs(tmp_path, viewer="")} == {"theirs"}  # no session: shared only

@@ -315,18 +315,22 @@ def summarize_run(run_dir: Path) -> dict | None:
         "started": status.get("started"),
         "updated": status.get("updated"),
         "has_model": (run_dir / MODEL_FILE).is_file() or _has_checkpoint(run_dir),
+        "owner": str(config.get("owner") or ""),
+        "shared": bool(config.get("shared", False)),
     }
 
 
-def list_runs(root: Path | None = None) -> list[dict]:
-    """Lists every run on disk, newest first. Never fails on a half-written or foreign folder.
+def list_runs(root: Path | None = None, *, viewer: str | None = None) -> list[dict]:
+    """Lists the runs on disk, newest first. Never fails on a half-written or foreign folder.
 
     Args:
         root: where runs live. Defaults to None: `lib.paths.runs_dir()`.
+        viewer: on a hosted server, the session asking: it sees its own runs and the runs marked
+            shared. None (a local or team server, the CLI) lists every run. Defaults to None.
 
     Returns:
         Dicts with `name, path, status, backbone, data, kind, epochs, val_accuracy, test_accuracy,
-        started, updated, has_model`.
+        started, updated, has_model, owner, shared`.
     """
     root = Path(root) if root is not None else runs_dir()
     if not root.is_dir():
@@ -339,9 +343,23 @@ def list_runs(root: Path | None = None) -> list[dict]:
             row = summarize_run(child)
         except Exception:  # noqa: BLE001 - one odd folder must not hide the others
             row = {"name": child.name, "path": str(child), "status": FAILED}
-        if row is not None:
+        if row is not None and (viewer is None or visible_to(row, viewer)):
             rows.append(row)
     return sorted(rows, key=lambda r: (r.get("started") or "", r["name"]), reverse=True)
+
+
+def visible_to(row: dict, viewer: str) -> bool:
+    """True when a hosted session may see a run: it started it, or the run is shared."""
+    return bool(row.get("shared")) or (bool(viewer) and row.get("owner") == viewer)
+
+
+def set_shared(run_dir: Path | str, shared: bool) -> None:
+    """Marks a run as shared with every session of a hosted server (or not), in its config."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / CONFIG_FILE)
+    if config is None:
+        raise TransferLabError(f"{run_dir} is not a TransferLab run (no readable {CONFIG_FILE}).")
+    write_json(run_dir / CONFIG_FILE, {**config, "shared": bool(shared)})
 
 
 def load_run(run_dir: Path | str) -> dict:

@@ -47,6 +47,8 @@ class TrainConfig:
         unfreeze: top layers of the body to unfreeze for fine-tuning. Defaults to 20.
         unfreeze_from: unfreeze from this layer up instead (overrides `unfreeze`). Defaults to None.
         fine_tune_lr_factor: fine-tuning rate = learning_rate x this. Defaults to 0.1.
+        owner: who started the run, recorded in its config: the app's session on a hosted server
+            (which lists only its own and shared runs), "" from the CLI. Defaults to "".
     """
 
     backbone: str = "efficientnet_lite0"
@@ -68,6 +70,7 @@ class TrainConfig:
     unfreeze: int = 20
     unfreeze_from: str | None = None
     fine_tune_lr_factor: float = 0.1
+    owner: str = ""
 
     def validate(self) -> TrainConfig:
         """Returns self, or raises TransferLabError naming the bad value."""
