@@ -79,10 +79,11 @@ def load_classifier(*, backbone: str | None = None, run: str | Path | None = Non
             f"Received `backbone={backbone!r}` and `run={run!r}`; give exactly one of them."
         )
     if run is not None:
-        from lib.runs import load_run, load_trained_model
+        from lib.runs import CONFIG_FILE, load_trained_model, read_json
 
         model, labels = load_trained_model(run)
-        config = load_run(run)["config"]
+        # A folder with only a model and its labels (copied by hand) still predicts.
+        config = read_json(Path(run).expanduser() / CONFIG_FILE) or {}
         return LoadedClassifier(model, tuple(labels), SOURCE_RUN, str(run), str(config.get("backbone", "")),
                                 bool(config.get("pretrained", True)))
     from lib.backbones import load_backbone
