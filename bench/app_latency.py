@@ -20,9 +20,6 @@ Writes bench/results/app_latency.json. Run: `python bench/app_latency.py` (about
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+from bench import _common as common  # noqa: E402
 from tests.browser_driver import (  # noqa: E402
     NAV_PAGES,
     browser_missing,
@@ -47,7 +44,6 @@ from tests.browser_driver import (  # noqa: E402
     wait_for_title,
 )
 
-RESULTS = ROOT / "bench" / "results" / "app_latency.json"
 SWITCH_TARGET_S = 1.0
 WHILE_TRAINING_TARGET_S = 2.0
 FIRST_POINT_TIMEOUT = 300
@@ -125,8 +121,8 @@ def run(args: argparse.Namespace) -> dict:
     env = {"TRANSFERLAB_DEFAULT_BACKBONE": args.backbone, "TRANSFERLAB_DEFAULT_DATA": args.data,
            "TRANSFERLAB_RUNS": str(workdir / "runs")}
     result: dict = {"backbone": args.backbone, "data": args.data, "epochs": args.epochs,
-                    "rounds": args.rounds, "machine": f"{platform.processor() or platform.machine()}, "
-                    f"{os.cpu_count()} CPUs", "load_average_at_start": os.getloadavg()[0]}
+                    "rounds": args.rounds, "machine": common.machine(),
+                    "load_average_at_start": common.load_average()}
     with streamlit_server(env, workdir / "server.log") as url:
         a = make_driver(workdir / "chrome-a")
         b = None
@@ -177,7 +173,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def print_table(result: dict) -> None:
     print(f"TransferLab app latency: backbone {result['backbone']}, data {result['data']}, "
-          f"{result['machine']}, load average {result['load_average_at_start']:.1f} at start")
+          f"{result['machine']['device']}, load average {result['load_average_at_start']:.1f} at start")
     print(f"{'measure':<52} {'median s':>9} {'max s':>8} {'target':>8}")
     def row(label, median, worst=None, target=None):
         ok = "" if target is None else ("ok" if (worst if worst is not None else median) < target
@@ -215,11 +211,11 @@ def main() -> int:
     if reason:
         print(f"skipped: {reason}")
         return 0
+    common.prepare()
     result = run(args)
     print_table(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    path = common.write_results("app_latency", result, indent=2)
+    print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

@@ -10,21 +10,20 @@ In one fresh process, with an empty TransferLab cache:
 
 TensorFlow is warmed up first on the tiny backbone, so "cold" measures conversion, not TF start-up.
 Targets: warm <= 1 s, cached fetch <= 50 ms. Writes bench/results/backbone_load.json.
+`--smoke` loads once warm instead of the best of three.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results" / "backbone_load.json"
+from bench import _common as common  # noqa: E402
+
 WARM_TARGET_S = 1.0
 FETCH_TARGET_S = 0.050
 WARM_REPEATS = 3
@@ -36,15 +35,16 @@ def timed(fn):
     return value, time.perf_counter() - start
 
 
-def main() -> int:
-    os.environ["TRANSFERLAB_CACHE"] = tempfile.mkdtemp(prefix="transferlab-bench-load-")
+def main(argv: list[str] | None = None) -> int:
+    args = common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    common.prepare(private_cache=True)  # "cold" converts: nothing may be cached yet
     logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime" warnings outside a server
     from lib.backbones import load_backbone
-    from lib.zoo import machine_fingerprint
 
+    repeats = 1 if args.smoke else WARM_REPEATS
     load_backbone("tiny_random")  # TF and Keras warm-up
     _, cold = timed(lambda: load_backbone("efficientnet_lite0"))
-    warm = min(timed(lambda: load_backbone("efficientnet_lite0"))[1] for _ in range(WARM_REPEATS))
+    warm = min(timed(lambda: load_backbone("efficientnet_lite0"))[1] for _ in range(repeats))
     from lib.ui import resources
 
     _, first_fetch = timed(lambda: resources.get_backbone("efficientnet_lite0"))
@@ -52,7 +52,7 @@ def main() -> int:
     same = second is resources.get_backbone("efficientnet_lite0")
     rows = [
         ("cold: convert torch pickle + cache", cold, None),
-        (f"warm: from converted cache (best of {WARM_REPEATS})", warm, WARM_TARGET_S),
+        (f"warm: from converted cache (best of {repeats})", warm, WARM_TARGET_S),
         ("cached resource: first fetch (miss)", first_fetch, None),
         ("cached resource: second fetch (hit)", fetch, FETCH_TARGET_S),
     ]
@@ -63,7 +63,7 @@ def main() -> int:
           f"same object: {same}")
     result = {
         "name": "backbone_load",
-        "machine": {"device": machine_fingerprint()["device"], "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "machine": common.machine(),
         "cold_s": round(cold, 3), "warm_s": round(warm, 3),
         "first_fetch_s": round(first_fetch, 3), "cached_fetch_s": round(fetch, 5),
         "summary": {"cold_s": round(cold, 3), "warm_s": round(warm, 3), "cached_fetch_ms": round(fetch * 1000, 3),
@@ -71,8 +71,7 @@ def main() -> int:
         "target": f"warm <= {WARM_TARGET_S} s, cached fetch <= {FETCH_TARGET_S * 1000:g} ms",
         "passed": warm <= WARM_TARGET_S and fetch <= FETCH_TARGET_S and same,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1))
+    common.write_results("backbone_load", result, smoke=args.smoke)
     return 0
 
 

@@ -15,34 +15,28 @@ same seeded 80/20 split (1600 train / 400 val) and batch size 32, with validatio
 Reports the per-epoch speed-up (target >= 200x) and the break-even epoch count once the one-off
 extraction is included: the smallest n with extraction + n x fast <= n x plain.
 
-Writes bench/results/feature_cache.json.
+Writes bench/results/feature_cache.json. `--smoke` runs on `builtin:faces` (200 small images)
+with 1 plain and 3 cached epochs.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import machine  # noqa: E402
+from bench import _common as common  # noqa: E402
 
-# A private cache: the extraction is measured cold, and nothing of the user's cache is touched.
-os.environ["TRANSFERLAB_CACHE"] = tempfile.mkdtemp(prefix="transferlab-bench-")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-DATA = ROOT.parent / "shared" / "datasets" / "cats_vs_dogs"
-RESULTS = ROOT / "bench" / "results" / "feature_cache.json"
+DATASETS_NEEDED = ("cats_vs_dogs",)
+DATA = str(common.DATASETS / "cats_vs_dogs")
+SMOKE_DATA = "builtin:faces"
 PLAIN_EPOCHS = 2
 FAST_EPOCHS = 20
 BATCH = 32
 TARGET = 200.0
-
 
 
 class EpochTimer:
@@ -64,7 +58,7 @@ class EpochTimer:
         self.callback = _Timer()
 
 
-def plain_recipe(backbone, split, num_classes: int) -> dict:
+def plain_recipe(backbone, split, num_classes: int, epochs: int = PLAIN_EPOCHS) -> dict:
     """`model.fit` of body + head on the tf.data pipeline: the body runs every batch."""
     import keras
 
@@ -75,21 +69,21 @@ def plain_recipe(backbone, split, num_classes: int) -> dict:
     size = backbone.spec.input_size
     body = build_body(backbone)
     model = build_classifier(body, build_head(body.output.shape[1:], num_classes, HeadConfig()), size)
-    compile_model(model, TrainConfig(), 1e-3)
+    compile_model(model, TrainConfig(), 1e-3, from_logits=False)  # the classifier ends in softmax
     train = make_dataset(split.train, num_classes, size, BATCH, shuffle=True, seed=0)
     val = make_dataset(split.val, num_classes, size, BATCH)
     timer = EpochTimer()
-    model.fit(train, validation_data=val, epochs=PLAIN_EPOCHS, callbacks=[timer.callback], verbose=0)
+    model.fit(train, validation_data=val, epochs=epochs, callbacks=[timer.callback], verbose=0)
     keras.backend.clear_session()
     return {"epoch_seconds": timer.seconds, "val_accuracy": timer.val_accuracy,
             "per_epoch_s": timer.seconds[-1]}
 
 
-def transferlab_fast_path(backbone, index) -> dict:
+def transferlab_fast_path(backbone, index, data: str = DATA, epochs: int = FAST_EPOCHS) -> dict:
     """`lib.training.train` with the feature cache, from a cold cache."""
     from lib.training import TrainConfig, train
 
-    config = TrainConfig(data=str(DATA), val_split=0.2, test_split=0.0, epochs=FAST_EPOCHS,
+    config = TrainConfig(data=data, val_split=0.2, test_split=0.0, epochs=epochs,
                          batch_size=BATCH, early_stopping_patience=None)
     start = time.perf_counter()
     result = train(config, backbone=backbone, dataset=index)
@@ -129,20 +123,25 @@ def bare_fit_on_features(path: str, split, num_classes: int) -> dict:
     return {"per_epoch_s": float(np.median(timer.seconds[1:]))}
 
 
-def main() -> int:
-    if not DATA.is_dir():
-        print(f"skipped: {DATA} not found")
-        return 0
+def main(argv: list[str] | None = None) -> int:
+    args = common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    data, plain_epochs, fast_epochs = ((SMOKE_DATA, 1, 3) if args.smoke
+                                       else (DATA, PLAIN_EPOCHS, FAST_EPOCHS))
+    reason = None if args.smoke else common.missing_datasets(*DATASETS_NEEDED)
+    if reason:
+        return common.skip(reason)
+    # A private cache: the extraction is measured cold, and nothing of the user's cache is touched.
+    common.prepare(private_cache=True)
     from lib.backbones import load_backbone
     from lib.data.sources import load_dataset
     from lib.data.split import split_dataset
 
     backbone = load_backbone("efficientnet_lite0")
-    index = load_dataset(str(DATA))
+    index = load_dataset(data)
     split = split_dataset(index, val_fraction=0.2, test_fraction=0.0, seed=0)
-    fast = transferlab_fast_path(backbone, index)
+    fast = transferlab_fast_path(backbone, index, data, fast_epochs)
     bare = bare_fit_on_features(fast["features_file"], split, index.num_classes)
-    plain = plain_recipe(backbone, split, index.num_classes)
+    plain = plain_recipe(backbone, split, index.num_classes, plain_epochs)
     speedup = plain["per_epoch_s"] / fast["per_epoch_s"]
     gain = plain["per_epoch_s"] - fast["per_epoch_s"]
     break_even = math.ceil(fast["extract_s"] / gain) if gain > 0 else None
@@ -151,13 +150,13 @@ def main() -> int:
         ("TransferLab feature cache", fast["per_epoch_s"], speedup),
         ("bare fit on in-memory features", bare["per_epoch_s"], plain["per_epoch_s"] / bare["per_epoch_s"]),
     ]
-    print(f"cats_vs_dogs: {len(split.train)} train / {len(split.val)} val images, Lite0, batch {BATCH}")
+    print(f"{Path(data).name}: {len(split.train)} train / {len(split.val)} val images, Lite0, batch {BATCH}")
     print(f"{'path':<34} {'s/epoch':>9} {'speed-up':>9}")
     for name, seconds, ratio in rows:
         print(f"{name:<34} {seconds:>9.4f} {ratio:>8.0f}x")
     print(f"one-off extraction: {fast['extract_s']:.1f} s; break-even after {break_even} epoch(s)")
-    print(f"val accuracy: feature cache {fast['val_accuracy']:.4f} ({FAST_EPOCHS} epochs), "
-          f"plain {plain['val_accuracy'][-1]:.4f} ({PLAIN_EPOCHS} epochs)")
+    print(f"val accuracy: feature cache {fast['val_accuracy']:.4f} ({fast_epochs} epochs), "
+          f"plain {plain['val_accuracy'][-1]:.4f} ({plain_epochs} epochs)")
     result = {
         "summary": {"speedup_per_epoch": round(speedup, 1), "break_even_epochs": break_even,
                     "plain_s_per_epoch": round(plain["per_epoch_s"], 3),
@@ -166,10 +165,9 @@ def main() -> int:
         "target": f">= {TARGET:.0f}x per epoch",
         "passed": speedup >= TARGET,
         "plain": plain, "transferlab": fast, "bare": bare,
-        "n_train": len(split.train), "n_val": len(split.val), "machine": machine(),
+        "n_train": len(split.train), "n_val": len(split.val), "machine": common.machine(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1, default=str))
+    common.write_results("feature_cache", result, smoke=args.smoke)
     return 0
 
 

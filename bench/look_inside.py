@@ -11,14 +11,14 @@
 
 Targets: PGD-10 <= 1.5 s, 200 ideal steps <= 15 s, Lite2 p >= 0.5 for espresso with the defaults.
 The machine's load average is printed with the timings: on 2 shared cores they scale with it.
-Writes bench/results/look_inside.json (`--speed-only` rewrites only its timing fields).
+Writes bench/results/look_inside.json (`--speed-only` rewrites only its timing fields; `--smoke`
+times Lite0 alone, once each, with 10 ideal steps, into look_inside.smoke.json).
 
-Usage: python bench/look_inside.py [--speed-only]
+Usage: python bench/look_inside.py [--speed-only] [--smoke]
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -27,9 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-RESULTS = ROOT / "bench" / "results" / "look_inside.json"
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from bench import _common as common  # noqa: E402
+
+NAME = "look_inside"
+DATASETS_NEEDED = ("cats_vs_dogs",)  # for the attack success rates (run_all skips without them)
 PGD_TARGET_S = 1.5
 IDEAL_TARGET_S = 15.0
 ESPRESSO_TARGET_P = 0.5
@@ -53,16 +54,16 @@ def best_of(fn, repeats: int = SPEED_REPEATS) -> float:
     return min(timed(fn)[1] for _ in range(repeats))
 
 
-def speed(probe, image) -> dict:
+def speed(probe, image, repeats: int = SPEED_REPEATS, ideal_steps: int = IDEAL_STEPS) -> dict:
     from lib.inside.attacks import attack
     from lib.inside.ideal import IdealSettings, ideal_image
 
     _, trace_attack = timed(lambda: attack(probe, image, method="pgd", eps=4, steps=1))
-    fgsm = best_of(lambda: attack(probe, image, method="fgsm", eps=4))
+    fgsm = best_of(lambda: attack(probe, image, method="fgsm", eps=4), repeats)
     pgd = best_of(lambda: attack(probe, image, method="pgd", eps=4, steps=10, target=207,
-                                 early_stop=False))
+                                 early_stop=False), repeats)
     _, trace_ideal = timed(lambda: ideal_image(probe, ESPRESSO, IdealSettings(steps=2)))
-    result, wall = timed(lambda: ideal_image(probe, ESPRESSO, IdealSettings(steps=IDEAL_STEPS)))
+    result, wall = timed(lambda: ideal_image(probe, ESPRESSO, IdealSettings(steps=ideal_steps)))
     return {"trace_attack_s": trace_attack, "fgsm_s": fgsm, "pgd10_s": pgd,
             "trace_ideal_s": trace_ideal, "ideal200_s": wall, "ideal200_loop_s": result.seconds,
             "ideal200_prob": result.prob}
@@ -74,7 +75,7 @@ def attack_success(probe) -> dict:
     from lib.images import load_image
     from lib.inside.attacks import eps_sweep
 
-    folder = DATASETS / "cats_vs_dogs"
+    folder = common.DATASETS / "cats_vs_dogs"
     files = []
     for species in ("cats", "dogs"):
         found = sorted((folder / species).glob("*.jpg"), key=lambda p: p.name)
@@ -117,11 +118,14 @@ def transfer(probes) -> list[dict]:
     return rows
 
 
-def load_average() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = common.parser(__doc__.splitlines()[0])
+    parser.add_argument("--speed-only", action="store_true", help="time only; keep the other fields")
+    args = parser.parse_args(argv)
+    repeats, ideal_steps = (1, 10) if args.smoke else (SPEED_REPEATS, IDEAL_STEPS)
+    names = ("efficientnet_lite0",) if args.smoke else ("efficientnet_lite0", "efficientnet_lite1",
+                                                         "efficientnet_lite2")
+    common.prepare()
     import numpy as np
     from PIL import Image
     from skimage import data
@@ -133,44 +137,44 @@ def main() -> int:
     from lib.inside.probe import ModelProbe
 
     labels = imagenet_labels()
-    probes = {n: ModelProbe(load_backbone(n).model, labels)
-              for n in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")}
+    probes = {n: ModelProbe(load_backbone(n).model, labels) for n in names}
     lite0 = probes["efficientnet_lite0"]
     chelsea = np.asarray(resize_center_crop(Image.fromarray(data.chelsea()), 224), np.float32)
     print(f"Look inside on efficientnet_lite0 (224 px), {os.cpu_count()} CPUs visible, "
-          f"load average {load_average()}")
-    times = speed(lite0, chelsea)
-    times["load_average_after"] = load_average()
+          f"load average {common.load_average()}")
+    times = speed(lite0, chelsea, repeats, ideal_steps)
+    times["load_average_after"] = common.load_average()
     print(f"{'step':<44} {'seconds':>9} {'target':>8} {'ratio':>7}")
     for label, key, target in [
         ("trace: attack step (once per model)", "trace_attack_s", None),
-        ("FGSM, one image (best of 3)", "fgsm_s", None),
-        ("PGD, 10 steps, one image (best of 3)", "pgd10_s", PGD_TARGET_S),
+        (f"FGSM, one image (best of {repeats})", "fgsm_s", None),
+        (f"PGD, 10 steps, one image (best of {repeats})", "pgd10_s", PGD_TARGET_S),
         ("trace: ideal step (once per model)", "trace_ideal_s", None),
-        ("200 ideal steps, defaults (whole call)", "ideal200_s", IDEAL_TARGET_S),
-        ("200 ideal steps, the loop alone", "ideal200_loop_s", None),
+        (f"{ideal_steps} ideal steps, defaults (whole call)", "ideal200_s", IDEAL_TARGET_S),
+        (f"{ideal_steps} ideal steps, the loop alone", "ideal200_loop_s", None),
     ]:
         ratio = f"{times[key] / target:.2f}" if target else ""
         print(f"{label:<44} {times[key]:>9.3f} {target or '':>8} {ratio:>7}")
     print(f"load average after the timings: {times['load_average_after']}")
-    if "--speed-only" in sys.argv:
-        saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if args.speed_only or args.smoke:
+        saved = common.read_results(NAME, args.smoke)
         saved["speed"] = times
         saved.setdefault("ratios", {}).update({"pgd10": times["pgd10_s"] / PGD_TARGET_S,
                                                "ideal200": times["ideal200_s"] / IDEAL_TARGET_S})
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(saved, indent=2))
-        print(f"wrote the timings to {RESULTS.relative_to(ROOT)}")
+        saved["machine"] = common.machine()
+        path = common.write_results(NAME, saved, smoke=args.smoke, indent=2)
+        print(f"wrote the timings to {path.relative_to(ROOT)}")
         return 0
 
-    if (DATASETS / "cats_vs_dogs").is_dir():
+    reason = common.missing_datasets(*DATASETS_NEEDED)
+    if not reason:
         success = attack_success(lite0)
         print(f"\nTargeted PGD-10 (L-inf) success over {success['images']} cats_vs_dogs images, "
               "target = the other species' most likely class:")
         for e, s in zip(success["eps"], success["success_rate"], strict=True):
             print(f"  eps {e:>4g}: {s:6.1%}")
     else:
-        success = {"skipped": f"{DATASETS / 'cats_vs_dogs'} not found"}
+        success = {"skipped": reason}
         print(f"\nAttack success skipped: {success['skipped']}")
 
     print(f"\nTransfer of Lite0 ideal images ({IDEAL_STEPS} steps) to Lite1 / Lite2:")
@@ -189,8 +193,7 @@ def main() -> int:
     print(f"espresso, defaults: Lite2 p = {espresso['lite2']:.3f} (target >= {ESPRESSO_TARGET_P}, "
           f"ratio {ratio:.2f})")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    path = common.write_results(NAME, {
         "backbone": "efficientnet_lite0", "cpus": os.cpu_count(), "speed": times,
         "targets": {"pgd10_s": PGD_TARGET_S, "ideal200_s": IDEAL_TARGET_S,
                     "espresso_lite2_p": ESPRESSO_TARGET_P},
@@ -198,9 +201,9 @@ def main() -> int:
                    "ideal200": times["ideal200_s"] / IDEAL_TARGET_S,
                    "espresso_lite2": ratio},
         "attack_success": success, "transfer": rows, "transfer_summary": summary,
-        "ideal_defaults": asdict(IdealSettings()),
-    }, indent=2))
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+        "ideal_defaults": asdict(IdealSettings()), "machine": common.machine(),
+    }, indent=2)
+    print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

@@ -4,12 +4,11 @@ Steps, in one fresh process: import TensorFlow and lib; load Lite0, Lite1, Lite2
 weights, cached after the first run); build a classifier on Lite0 (body + head) and train the head
 for 2 epochs on 64 random images; run it once. A psutil thread samples RSS every 5 ms, so the peak
 includes transient allocations. Writes bench/results/memory.json.
+`--smoke` loads Lite0 only and trains on 16 images for 1 epoch.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import threading
 import time
@@ -19,7 +18,11 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results" / "memory.json"
+from bench import _common as common  # noqa: E402
+
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+IMAGES = 64
+EPOCHS = 2
 SAMPLE_S = 0.005
 MB = 1e6
 
@@ -48,7 +51,7 @@ class PeakSampler(threading.Thread):
         return rss / MB, peak / MB
 
 
-def train_head(backbone) -> float:
+def train_head(backbone, images: int = IMAGES, epochs: int = EPOCHS) -> float:
     import numpy as np
 
     from lib.models import HeadConfig, build_body, build_classifier, build_head
@@ -58,30 +61,32 @@ def train_head(backbone) -> float:
     model = build_classifier(body, head, backbone.spec.input_size)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (64, 224, 224, 3)).astype("float32")
-    y = np.eye(2, dtype="float32")[rng.integers(0, 2, 64)]
-    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    x = rng.uniform(0, 255, (images, 224, 224, 3)).astype("float32")
+    y = np.eye(2, dtype="float32")[rng.integers(0, 2, images)]
+    history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0)
     model.predict(x[:8], verbose=0)
     return float(history.history["loss"][-1])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    names, images, epochs = (BACKBONES[:1], 16, 1) if args.smoke else (BACKBONES, IMAGES, EPOCHS)
     sampler = PeakSampler()
     sampler.start()
     steps = []
     start_rss = sampler.process.memory_info().rss / MB
+    common.prepare()  # the user's cache: converted weights are reused, as in the app
     import tensorflow as tf  # noqa: F401
 
     from lib.backbones import load_backbone
-    from lib.zoo import machine_fingerprint
 
     steps.append(("python + TensorFlow + lib imported", *sampler.mark()))
     backbones = {}
-    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+    for name in names:
         backbones[name] = load_backbone(name)
         steps.append((f"+ {name}", *sampler.mark()))
-    loss = train_head(backbones["efficientnet_lite0"])
-    steps.append(("+ Lite0 head trained (2 epochs, 64 imgs)", *sampler.mark()))
+    loss = train_head(backbones["efficientnet_lite0"], images, epochs)
+    steps.append((f"+ Lite0 head trained ({epochs} epochs, {images} imgs)", *sampler.mark()))
     sampler.stop_event.set()
     sampler.join()
     peak = sampler.peak / MB
@@ -90,22 +95,19 @@ def main() -> int:
     for label, rss, step_peak in steps:
         print(f"{label:<42} {rss:>8.0f} {step_peak:>8.0f}")
     base = steps[0][1]
-    backbones_mb = steps[3][1] - base
+    backbones_mb = steps[len(names)][1] - base
     print(f"peak RSS {peak:.0f} MB; over the TF baseline: {peak - base:.0f} MB "
           f"(the three Lite backbones: {backbones_mb:.0f} MB; training the head: the rest)")
     result = {
         "name": "memory",
-        "machine": {"device": machine_fingerprint()["device"],
-                    "total_ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "machine": common.machine(),
         "steps": [{"step": s, "rss_mb": round(r, 1), "peak_mb": round(p, 1)} for s, r, p in steps],
         "summary": {"peak_rss_mb": round(peak, 1), "tf_baseline_mb": round(base, 1),
                     "over_baseline_mb": round(peak - base, 1),
-                    "three_lite_backbones_mb": round(steps[3][1] - base, 1)},
+                    "three_lite_backbones_mb": round(backbones_mb, 1)},
         "final_head_loss": loss,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1))
+    common.write_results("memory", result, smoke=args.smoke)
     return 0
 
 

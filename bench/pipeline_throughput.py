@@ -12,36 +12,26 @@ four rounds, each round
 measuring every setting, keeping the best of each, because the machine is shared. A third column,
 forward-only (`predict_on_batch` on ready batches), is the model's own ceiling.
 
-Writes bench/results/pipeline_throughput.json.
+Writes bench/results/pipeline_throughput.json. `--smoke`: 32 images, batch 16, decode 1, one round.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "datasets" / "cats_vs_dogs"
-RESULTS = ROOT / "bench" / "results" / "pipeline_throughput.json"
+from bench import _common as common  # noqa: E402
+
+DATASETS_NEEDED = ("cats_vs_dogs",)
+DATA = common.DATASETS / "cats_vs_dogs"
 N_IMAGES = 192
 BATCHES = (16, 32, 64)
 REPEATS = 4
 TARGET = 0.9
-
-
-def machine() -> dict:
-    import tensorflow as tf
-
-    from lib.zoo import machine_fingerprint
-
-    fp = machine_fingerprint()
-    return {"device": fp["device"], "tensorflow": tf.__version__, "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def balanced_records(n: int):
@@ -82,9 +72,7 @@ def time_forward(model, images, batch: int) -> float:
 
 
 def parse_args(argv: list[str] | None):
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Input pipeline vs in-memory predict, Lite0.")
+    parser = common.parser("Input pipeline vs in-memory predict, Lite0.")
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="e.g. 16,32,64")
     parser.add_argument("--decode", default="1,2,AUTOTUNE", help="decode parallelism values to scan")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="rounds; the best of each is kept")
@@ -93,15 +81,18 @@ def parse_args(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not DATA.is_dir():
-        print(f"skipped: {DATA} not found")
-        return 0
+    if args.smoke:
+        args.batches, args.decode, args.repeats = "16", "1", 1
+    reason = common.missing_datasets(*DATASETS_NEEDED)
+    if reason:
+        return common.skip(reason)
+    common.prepare()
     import tensorflow as tf
 
     from lib.backbones import load_backbone
     from lib.data.pipeline import load_arrays
 
-    records, num_classes = balanced_records(N_IMAGES)
+    records, num_classes = balanced_records(32 if args.smoke else N_IMAGES)
     model = load_backbone("efficientnet_lite0").model
     images, _ = load_arrays(records, num_classes, 224)  # also warms the OS file cache
     model.predict(images[:64], batch_size=32, verbose=0)  # trace once
@@ -142,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{best['pipeline_ips']} img/s, ratio {best['ratio']}")
     result = {
         "name": "pipeline_throughput",
-        "machine": machine(),
+        "machine": common.machine(),
         "images": len(records),
         "cpu_threads": os.cpu_count(),
         "rows": rows,
@@ -155,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": f"ratio >= {TARGET}",
         "passed": default["ratio"] >= TARGET,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1))
+    common.write_results("pipeline_throughput", result, smoke=args.smoke)
     return 0
 
 

@@ -9,30 +9,24 @@ For cats_vs_dogs and flowers5 in ../shared/datasets, with a seeded 80/20 split (
    unfrozen ones are computed once (activation cache), so this too is cheap on 2 CPU cores.
 
 Targets: cats/dogs >= 98.5% frozen and >= 99% fine-tuned; flowers >= 90% frozen and >= 93%
-fine-tuned. Writes bench/results/transfer_accuracy.json.
+fine-tuned. Writes bench/results/transfer_accuracy.json. `--smoke` runs `builtin:faces` instead,
+2 frozen epochs and 1 fine-tuning epoch (no targets).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import machine  # noqa: E402
+from bench import _common as common  # noqa: E402
 
-# A private cache: times include the cold feature extraction; the user's cache is not touched.
-os.environ["TRANSFERLAB_CACHE"] = tempfile.mkdtemp(prefix="transferlab-bench-")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-DATASETS = ROOT.parent / "shared" / "datasets"
-RESULTS = ROOT / "bench" / "results" / "transfer_accuracy.json"
-TARGETS = {"cats_vs_dogs": (0.985, 0.99), "flowers5": (0.90, 0.93)}
+DATASETS_NEEDED = ("cats_vs_dogs", "flowers5")
+TARGETS = {"cats_vs_dogs": (0.985, 0.99), "flowers5": (0.90, 0.93)}  # frozen, fine-tuned
+SMOKE = {"data": "builtin:faces", "targets": (0.0, 0.0), "frozen_epochs": 2, "fine_tune_epochs": 1}
 FROZEN_EPOCHS = 30
 FINE_TUNE_EPOCHS = 6
 UNFREEZE = 20
@@ -43,24 +37,28 @@ LR_FACTOR = 0.03
 FINE_TUNE_PATIENCE = 2
 
 
+def run_dataset(name: str, backbone, data: str | None = None, targets: tuple[float, float] | None = None,
+                frozen_epochs: int = FROZEN_EPOCHS, fine_tune_epochs: int = FINE_TUNE_EPOCHS) -> dict:
+    """Trains frozen, then fine-tunes; returns accuracies and wall times.
 
-def run_dataset(name: str, backbone) -> dict:
-    """Trains frozen, then fine-tunes; returns accuracies and wall times."""
+    `data` defaults to `../shared/datasets/<name>` and `targets` to `TARGETS[name]`.
+    """
     from lib.data.sources import load_dataset
     from lib.training import TrainConfig, fine_tune, train
 
-    index = load_dataset(str(DATASETS / name))
-    config = TrainConfig(data=str(DATASETS / name), val_split=0.2, test_split=0.0,
-                         epochs=FROZEN_EPOCHS, early_stopping_patience=PATIENCE)
+    data = data or str(common.DATASETS / name)
+    index = load_dataset(data)
+    config = TrainConfig(data=data, val_split=0.2, test_split=0.0,
+                         epochs=frozen_epochs, early_stopping_patience=PATIENCE)
     start = time.perf_counter()
     frozen = train(config, backbone=backbone, dataset=index)
     frozen_s = time.perf_counter() - start
     start = time.perf_counter()
     frozen = replace(frozen, config=replace(frozen.config, early_stopping_patience=FINE_TUNE_PATIENCE))
-    tuned = fine_tune(frozen, epochs=FINE_TUNE_EPOCHS, unfreeze=UNFREEZE, lr_factor=LR_FACTOR)
+    tuned = fine_tune(frozen, epochs=fine_tune_epochs, unfreeze=UNFREEZE, lr_factor=LR_FACTOR)
     tune_s = time.perf_counter() - start
     phases = tuned.metrics["phases"]
-    frozen_target, tuned_target = TARGETS[name]
+    frozen_target, tuned_target = targets or TARGETS[name]
     return {
         "dataset": name,
         "n_train": len(frozen.split.train), "n_val": len(frozen.split.val),
@@ -80,15 +78,20 @@ def run_dataset(name: str, backbone) -> dict:
     }
 
 
-def main() -> int:
-    missing = [n for n in TARGETS if not (DATASETS / n).is_dir()]
-    if missing:
-        print(f"skipped: {', '.join(missing)} not found in {DATASETS}")
-        return 0
+def main(argv: list[str] | None = None) -> int:
+    args = common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    reason = None if args.smoke else common.missing_datasets(*DATASETS_NEEDED)
+    if reason:
+        return common.skip(reason)
+    # A private cache: times include the cold feature extraction; the user's cache is not touched.
+    common.prepare(private_cache=True)
     from lib.backbones import load_backbone
 
     backbone = load_backbone("efficientnet_lite0")
-    rows = [run_dataset(name, backbone) for name in TARGETS]
+    if args.smoke:
+        rows = [run_dataset(SMOKE["data"], backbone, **SMOKE)]
+    else:
+        rows = [run_dataset(name, backbone) for name in TARGETS]
     print(f"{'dataset':<13} {'train/val':>9} {'frozen':>8} {'target':>7} {'time':>7} "
           f"{'fine-tuned':>10} {'target':>7} {'time':>7}")
     for r in rows:
@@ -104,10 +107,9 @@ def main() -> int:
         "target": "cats/dogs >= 98.5% frozen, >= 99% fine-tuned; flowers >= 90% / >= 93%",
         "passed": all(r["passed"] for r in rows),
         "rows": rows,
-        "machine": machine(),
+        "machine": common.machine(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1, default=str))
+    common.write_results("transfer_accuracy", result, smoke=args.smoke)
     return 0
 
 

@@ -10,39 +10,32 @@ Lite0 architecture, Adam 1e-3, batch 32, the same number of epochs and no early 
 Two regimes: the default 80/20 split, and 10 training images per class (the small-data case where
 transfer matters most). Prints the validation accuracy per epoch of both and the best of each, with
 wall times; the README quotes it.
-Writes bench/results/transfer_vs_scratch.json.
+Writes bench/results/transfer_vs_scratch.json. `--smoke`: the small regime only, 1 epoch.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import machine  # noqa: E402
+from bench import _common as common  # noqa: E402
 
-os.environ["TRANSFERLAB_CACHE"] = tempfile.mkdtemp(prefix="transferlab-bench-")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-RESULTS = ROOT / "bench" / "results" / "transfer_vs_scratch.json"
 DATA = "builtin:faces"
 EPOCHS = 10
 # The default split leaves 160 training images; face vs not-face is then easy enough that a network
 # trained from scratch also gets there (just ~25x slower). With 10 images per class it cannot.
 REGIMES = {"default 80/20 split": 0.2, "10 training images per class": 0.9}
+SMOKE_REGIME = "10 training images per class"
 
 
-
-def compare(backbone, index, val_split: float) -> dict:
+def compare(backbone, index, val_split: float, epochs: int = EPOCHS) -> dict:
     """Trains transfer and scratch on one split; returns their curves and wall times."""
     from lib.training import TrainConfig, train, train_from_scratch
 
-    config = TrainConfig(data=DATA, val_split=val_split, test_split=0.0, epochs=EPOCHS,
+    config = TrainConfig(data=DATA, val_split=val_split, test_split=0.0, epochs=epochs,
                          early_stopping_patience=None)
     start = time.perf_counter()
     transfer = train(config, backbone=backbone, dataset=index)
@@ -64,8 +57,8 @@ def compare(backbone, index, val_split: float) -> dict:
     }
 
 
-def print_regime(name: str, row: dict) -> None:
-    print(f"{name}: {row['n_train']} train / {row['n_val']} val images, Lite0, {EPOCHS} epochs each")
+def print_regime(name: str, row: dict, epochs: int = EPOCHS) -> None:
+    print(f"{name}: {row['n_train']} train / {row['n_val']} val images, Lite0, {epochs} epochs each")
     print(f"{'epoch':>5} {'transfer':>9} {'scratch':>8}")
     pairs = zip(row["transfer_val_accuracy"], row["scratch_val_accuracy"], strict=False)
     for epoch, (t, s) in enumerate(pairs, start=1):
@@ -75,24 +68,27 @@ def print_regime(name: str, row: dict) -> None:
           f"time ratio {row['scratch_s'] / max(row['transfer_s'], 1e-9):.0f}x\n")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    common.prepare(private_cache=True)
     from lib.backbones import load_backbone
     from lib.data.sources import load_dataset
 
+    epochs = 1 if args.smoke else EPOCHS
+    chosen = {SMOKE_REGIME: REGIMES[SMOKE_REGIME]} if args.smoke else REGIMES
     backbone = load_backbone("efficientnet_lite0")
     index = load_dataset(DATA)
-    regimes = {name: compare(backbone, index, split) for name, split in REGIMES.items()}
+    regimes = {name: compare(backbone, index, split, epochs) for name, split in chosen.items()}
     for name, row in regimes.items():
-        print_regime(f"{DATA}, {name}", row)
+        print_regime(f"{DATA}, {name}", row, epochs)
     result = {
         "summary": {f"{name}: {key}": row[key] for name, row in regimes.items()
                     for key in ("transfer_best", "scratch_best", "transfer_s", "scratch_s")},
         "target": "transfer beats scratch (best val accuracy), per regime",
         "passed": {name: row["transfer_beats_scratch"] for name, row in regimes.items()},
-        "regimes": regimes, "epochs": EPOCHS, "machine": machine(),
+        "regimes": regimes, "epochs": epochs, "machine": common.machine(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1, default=str))
+    common.write_results("transfer_vs_scratch", result, smoke=args.smoke)
     return 0
 
 

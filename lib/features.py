@@ -30,14 +30,13 @@ from lib.data.pipeline import make_dataset
 from lib.data.sources import ImageRecord
 from lib.errors import TransferLabError
 from lib.paths import atomic_write_bytes, cache_dir
+from lib.progress import ProgressFn
 
 FEATURES_DIR = "features"
 # Images per forward pass while extracting: big enough to amortise per-call overhead, small
 # enough to keep peak memory modest (64 x 224 x 224 x 3 floats = 38 MB).
 EXTRACT_BATCH = 64
 KEY_VERSION = "v1"
-
-ExtractProgress = Callable[[int, int], None]
 
 
 class ExtractionStopped(Exception):
@@ -103,7 +102,7 @@ def extract_features(
     image_size: int,
     *,
     batch_size: int = EXTRACT_BATCH,
-    on_extract: ExtractProgress | None = None,
+    on_progress: ProgressFn | None = None,
     stop_event: threading.Event | None = None,
 ) -> np.ndarray:
     """Runs the body over images once and returns their (pooled) features.
@@ -113,7 +112,7 @@ def extract_features(
         records: the images, in the order wanted.
         image_size: the body's input side.
         batch_size: images per forward pass. Defaults to `EXTRACT_BATCH`.
-        on_extract: `fn(done, total)` after each batch. Defaults to None.
+        on_progress: `fn(done, total, message)` after each batch (images). Defaults to None.
         stop_event: checked after each batch. Defaults to None.
 
     Returns:
@@ -130,16 +129,20 @@ def extract_features(
     unlabelled = [ImageRecord(r.path, 0, r.source, r.sha1) for r in records]
     dataset = make_dataset(unlabelled, 2, image_size, batch_size, shuffle=False, cache=False)
     total, done, parts = len(records), 0, []
-    if on_extract:
-        on_extract(0, total)
+    if on_progress:
+        on_progress(0, total, _extract_message(0, total))
     for pixels, _ in dataset:
         parts.append(extract(pixels).numpy())
         done += len(parts[-1])
-        if on_extract:
-            on_extract(done, total)
+        if on_progress:
+            on_progress(done, total, _extract_message(done, total))
         if stop_event is not None and stop_event.is_set():
             raise ExtractionStopped()
     return np.concatenate(parts).astype(np.float32)
+
+
+def _extract_message(done: int, total: int) -> str:
+    return f"Extracting features: {done}/{total} images"
 
 
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
@@ -167,7 +170,7 @@ def cached_features(
     cut: str,
     image_size: int,
     name: str = "",
-    on_extract: ExtractProgress | None = None,
+    on_progress: ProgressFn | None = None,
     stop_event: threading.Event | None = None,
 ) -> CachedFeatures:
     """Returns features for `records`, from the disk cache or by extracting (and caching) them.
@@ -181,7 +184,7 @@ def cached_features(
         cut: the cut point (part of the key).
         image_size: input side (part of the key).
         name: a readable prefix for the file name. Defaults to "".
-        on_extract: `fn(done, total)` while extracting. Defaults to None.
+        on_progress: `fn(done, total, message)` while extracting (or once, on a hit). Defaults to None.
         stop_event: checked after each extraction batch. Defaults to None.
 
     Returns:
@@ -201,17 +204,17 @@ def cached_features(
             unique.setdefault(record.sha1, record)
         ordered = sorted(unique)
         features = extract_features(body, [unique[s] for s in ordered], image_size,
-                                    on_extract=on_extract, stop_event=stop_event)
+                                    on_progress=on_progress, stop_event=stop_event)
         cached = {"sha1": np.array(ordered), "features": features}
         _write_cache(path, cached["sha1"], features)
-    elif on_extract:
-        on_extract(len(records), len(records))
+    elif on_progress:
+        on_progress(len(records), len(records), "Features read from the cache")
     row = {str(s): i for i, s in enumerate(cached["sha1"])}
     missing = [s for s in sha1s if s not in row]
     if missing:
         # Only possible if a file was tampered with; rebuild rather than misalign rows.
         path.unlink(missing_ok=True)
         return cached_features(body, records, model_id=model_id, cut=cut, image_size=image_size,
-                               name=name, on_extract=on_extract, stop_event=stop_event)
+                               name=name, on_progress=on_progress, stop_event=stop_event)
     aligned = cached["features"][[row[s] for s in sha1s]]
     return CachedFeatures(aligned, hit, time.perf_counter() - start, path)

@@ -7,7 +7,9 @@ bombs and truncated files.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,11 @@ from lib.errors import TransferLabError
 MAX_PIXELS = 80_000_000
 # Files past this size are refused before PIL even opens them.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+# Images over this many pixels are decoded one at a time in a process (12 MP: a phone photo).
+LARGE_PIXELS = 12_000_000
+LARGE_DECODES = threading.Semaphore(1)
+# Rows converted at once from 16-bit or float to 8-bit (bounds the float copy).
+RESCALE_ROWS = 256
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -35,6 +42,26 @@ class ImageInfo:
     converted: bool
 
 
+def rescale_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Maps a 16-bit or float image's real range to 0..255 (instead of clipping to white).
+
+    Works in bands of rows, so the peak memory is the 8-bit output plus one float32 band, not
+    several float64 copies of the whole image (a 16-bit PNG of a few hundred KB can hold tens of
+    megapixels).
+    """
+    lo, hi = float(arr.min()), float(arr.max())
+    out = np.zeros(arr.shape[:2], dtype=np.uint8)
+    if hi <= lo:
+        return out
+    scale = np.float32(255.0 / (hi - lo))
+    for start in range(0, arr.shape[0], RESCALE_ROWS):
+        band = arr[start : start + RESCALE_ROWS].astype(np.float32)
+        band -= np.float32(lo)
+        band *= scale
+        out[start : start + RESCALE_ROWS] = np.clip(np.rint(band, out=band), 0, 255)
+    return out
+
+
 def to_rgb(img: Image.Image) -> tuple[Image.Image, bool]:
     """Converts any PIL mode to 8-bit RGB.
 
@@ -47,11 +74,7 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, bool]:
     if img.mode == "RGB":
         return img, False
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float images: rescale the real range to 0..255 instead of clipping to white.
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB"), True
+        return Image.fromarray(rescale_to_uint8(np.asarray(img)), "L").convert("RGB"), True
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent pixels become white, as a browser would show them, not black.
         rgba = img.convert("RGBA")
@@ -95,8 +118,11 @@ def open_image(source: str | Path | bytes) -> tuple[Image.Image, ImageInfo]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             mode, size = img.mode, img.size
-            img.load()
-            img = ImageOps.exif_transpose(img)
+            # Scans decode in several threads: one large image at a time bounds the peak memory.
+            with LARGE_DECODES if size[0] * size[1] > LARGE_PIXELS else contextlib.nullcontext():
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                rgb, converted = to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise TransferLabError(
             f"{name} is too large to decode safely (over {MAX_PIXELS:,} pixels)."
@@ -107,7 +133,6 @@ def open_image(source: str | Path | bytes) -> tuple[Image.Image, ImageInfo]:
         raise TransferLabError(f"{name} is corrupt or truncated ({e}).") from e
     if size[0] < 1 or size[1] < 1:
         raise TransferLabError(f"{name} has no pixels ({size[0]}x{size[1]}).")
-    rgb, converted = to_rgb(img)
     return rgb, ImageInfo(mode=mode, size=size, converted=converted)
 
 

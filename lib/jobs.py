@@ -10,7 +10,6 @@ No Streamlit here, so the CLI, tests and benchmarks can run jobs too.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 import traceback
@@ -19,12 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from lib.errors import TransferLabError
+from lib.status import DONE, FAILED, RUNNING, STOPPED
 
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-STOPPED = "stopped"
-FINISHED = (DONE, FAILED, STOPPED)
+FINISHED = (DONE, FAILED, STOPPED)  # the states a job can end in (a job is never "interrupted")
 QUEUED_MESSAGE = "Queued: other jobs are using this server's CPU; starts when one ends…"
 SLOT_POLL_S = 0.25  # how often a queued job checks its stop event
 
@@ -212,11 +208,6 @@ class Job:
                 "elapsed": end - self._started,
                 "stopping": self.stop_event.is_set() and self._status == RUNNING,
             }
-
-    def events(self, kind: str) -> list[dict]:
-        """A deep copy of one kind of event rows."""
-        with self._lock:
-            return copy.deepcopy(self._events.get(kind, []))
 
     def __repr__(self) -> str:
         return f"Job(kind={self.kind!r}, id={self.id!r}, status={self._status!r})"

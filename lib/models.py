@@ -1,16 +1,23 @@
 """Model = body + head: the classifier a person trains on top of a backbone.
 
-    pixels (B, S, S, 3) in [0, 255] -> body(x, training=False) -> head -> probabilities (B, C)
+    pixels (B, S, S, 3) in [0, 255] -> body(x, training=False) -> head -> logits (B, C)
+                                                                      -> softmax "probabilities"
 
 * The body is the backbone cut at a cut point. `build_body` shares the backbone's frozen layers, so
   it costs no memory and can never change the shared backbone (its layers are not trainable).
 * The head is `GlobalAveragePooling2D` (when the body outputs a map) -> optional Dense hidden ->
-  Dropout -> Dense `logits` -> softmax `probabilities`, seeded so that two heads built with the same
-  arguments start from the same weights (the feature-cache path relies on that).
+  Dropout -> Dense `logits`, seeded so that two heads built with the same arguments start from the
+  same weights (the feature-cache path relies on that). It outputs logits, as in the keras-io
+  transfer-learning guide: training uses `from_logits=True`, and attribution and attacks
+  differentiate the logits with public Keras only (`classifier_parts`, `build_logits_model`).
+* `build_classifier` joins body and head and puts the softmax on top as its own layer
+  `probabilities`, so the classifier still maps pixels to probabilities.
 * Fine-tuning works on `copy_body(body)`, a private copy, where `unfreeze_top` makes the top layers
   trainable and keeps every BatchNormalization layer frozen.
 
-Only built-in Keras layers are used, so a saved `model.keras` loads with
+Runs saved before heads ended at their logits have the softmax inside the head and no top-level
+softmax; they load and predict as they are, and `classifier_parts` / `build_logits_model` handle
+both layouts. Only built-in Keras layers are used, so a saved `model.keras` loads with
 `keras.models.load_model(path, safe_mode=True)` and no custom objects.
 """
 
@@ -94,8 +101,8 @@ def build_head(feature_shape: tuple, num_classes: int, config: HeadConfig | None
             that also train identically. Defaults to 0.
 
     Returns:
-        A model named `"head"`: features -> probabilities `(B, num_classes)`, with a Dense layer
-        `"logits"` before the softmax layer `"probabilities"`.
+        A model named `"head"`: features -> logits `(B, num_classes)`; its last layer is the Dense
+        layer `"logits"` (no softmax: `build_classifier` adds it).
     """
     config = (config or HeadConfig()).validate()
     feature_shape = tuple(int(d) for d in feature_shape)
@@ -116,11 +123,10 @@ def build_head(feature_shape: tuple, num_classes: int, config: HeadConfig | None
             kernel_initializer=keras.initializers.HeUniform(seed=seed + 1),
         )(x)
     x = keras.layers.Dropout(config.dropout, seed=seed + 2, name=DROPOUT_NAME)(x)
-    x = keras.layers.Dense(
+    logits = keras.layers.Dense(
         num_classes, name=LOGITS_NAME, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 3),
     )(x)
-    outputs = keras.layers.Activation("softmax", name=PROBABILITIES_NAME)(x)
-    return keras.Model(inputs, outputs, name=HEAD_NAME)
+    return keras.Model(inputs, logits, name=HEAD_NAME)
 
 
 def build_classifier(body: keras.Model, head: keras.Model, input_size: int, *,
@@ -129,29 +135,74 @@ def build_classifier(body: keras.Model, head: keras.Model, input_size: int, *,
 
     Args:
         body: pixels -> features (from `build_body` or `copy_body`).
-        head: features -> probabilities (from `build_head`).
+        head: features -> logits (from `build_head`).
         input_size: square input side in pixels.
         body_inference: call the body with `training=False`, so BatchNorm uses its moving statistics
             and never updates them (transfer learning and fine-tuning). False lets BatchNorm train,
             which only the from-scratch baseline wants. Defaults to True.
 
     Returns:
-        A model named `"classifier"`: pixels `(B, S, S, 3)` in [0, 255] -> probabilities.
+        A model named `"classifier"`: pixels `(B, S, S, 3)` in [0, 255] -> probabilities, whose top
+        layers are `"body"`, `"head"` (-> logits) and the softmax `"probabilities"`.
     """
     inputs = keras.Input((input_size, input_size, 3), name="pixels")
     features = body(inputs, training=False) if body_inference else body(inputs)
-    outputs = head(features)
+    logits = head(features)  # (B, C)
+    outputs = keras.layers.Activation("softmax", name=PROBABILITIES_NAME)(logits)
     return keras.Model(inputs, outputs, name=CLASSIFIER_NAME)
+
+
+def build_logits_model(classifier: keras.Model) -> keras.Model:
+    """Pixels -> logits of a classifier from `build_classifier`, sharing its layers and weights.
+
+    Training compiles this model (`from_logits=True`): fitting it trains the classifier's own body
+    and head. For a classifier built by `build_classifier` it is the classifier's graph up to its
+    softmax, so the body keeps the mode the classifier calls it in (inference, or training for the
+    from-scratch baseline). For a run saved before heads ended at their logits it is rebuilt from
+    `classifier_parts`, with the body in inference mode.
+
+    Args:
+        classifier: a TransferLab classifier (pixels -> body -> head -> probabilities).
+
+    Returns:
+        A model from pixels `(B, S, S, 3)` to logits `(B, num_classes)`.
+
+    Raises:
+        TransferLabError: the model is not a body + head classifier.
+    """
+    top = classifier.layers[-1]
+    if top.name == PROBABILITIES_NAME and not isinstance(top, keras.Model):
+        return keras.Model(classifier.inputs, top.input, name=f"{classifier.name}_logits")
+    body, head = classifier_parts(classifier)
+    pixels = keras.Input(classifier.inputs[0].shape[1:], name="pixels")
+    return keras.Model(pixels, head(body(pixels, training=False)), name=f"{classifier.name}_logits")
 
 
 def copy_body(body: keras.Model) -> keras.Model:
     """Returns a private copy of a body (new layers, same weights and trainable flags).
 
-    Fine-tuning changes weights, so it must never touch the shared backbone's layers.
+    Fine-tuning changes weights, so it must never touch the shared backbone's layers. Weights are
+    copied layer by layer, matched by name: a whole-model `set_weights` depends on the order in
+    which the two models list their variables, and a mismatch there once surfaced as "Layer body
+    weight shape (1280,) is not compatible with provided weight shape (3, 3, 3, 32)".
+
+    Raises:
+        TransferLabError: the copy's layers do not match the body's (names or weight shapes).
     """
     copy = keras.models.clone_model(body)
-    copy.set_weights(body.get_weights())
-    for src, dst in zip(body.layers, copy.layers, strict=True):
+    sources = {layer.name: layer for layer in body.layers}
+    for dst in copy.layers:
+        src = sources.get(dst.name)
+        if src is None:
+            raise TransferLabError(f"Could not copy the body: its copy has a layer `{dst.name}` it lacks.")
+        weights = src.get_weights()
+        if [w.shape for w in weights] != [tuple(v.shape) for v in dst.weights]:
+            raise TransferLabError(
+                f"Could not copy the body: layer `{dst.name}` has weights of shapes "
+                f"{[w.shape for w in weights]} but its copy expects {[tuple(v.shape) for v in dst.weights]}."
+            )
+        if weights:
+            dst.set_weights(weights)
         dst.trainable = src.trainable
     return copy
 
@@ -248,7 +299,7 @@ def get_body(classifier: keras.Model) -> keras.Model:
 
 
 def get_head(classifier: keras.Model) -> keras.Model:
-    """The head inside a classifier from `build_classifier`."""
+    """The head inside a classifier from `build_classifier`, as saved (see `classifier_parts`)."""
     return classifier.get_layer(HEAD_NAME)
 
 

@@ -6,21 +6,39 @@ import os
 import tempfile
 from pathlib import Path
 
+from lib.errors import TransferLabError
+
 CACHE_ENV = "TRANSFERLAB_CACHE"
 RUNS_ENV = "TRANSFERLAB_RUNS"
 
 
 def cache_dir() -> Path:
-    """Returns the cache root (`TRANSFERLAB_CACHE`, default `~/.cache/transferlab`), created."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "transferlab")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """Returns the cache root (`TRANSFERLAB_CACHE`, default `~/.cache/transferlab`), created.
+
+    Raises:
+        TransferLabError: the folder cannot be created (read-only, not a folder, no permission).
+    """
+    return _usable_folder(Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "transferlab"),
+                          CACHE_ENV)
 
 
 def runs_dir() -> Path:
-    """Returns the folder of runs shared by every session (`TRANSFERLAB_RUNS`, default `<cache>/runs`)."""
-    root = Path(os.environ.get(RUNS_ENV) or cache_dir() / "runs")
-    root.mkdir(parents=True, exist_ok=True)
+    """Returns the folder of runs shared by every session (`TRANSFERLAB_RUNS`, default `<cache>/runs`).
+
+    Raises:
+        TransferLabError: the folder cannot be created.
+    """
+    return _usable_folder(Path(os.environ.get(RUNS_ENV) or cache_dir() / "runs"), RUNS_ENV)
+
+
+def _usable_folder(root: Path, env: str) -> Path:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TransferLabError(
+            f"TransferLab cannot use the folder {root} ({e.strerror or e}); point {env} at a "
+            "writable folder."
+        ) from e
     return root
 
 

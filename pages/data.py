@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
+from lib.data.roots import check_server_folder, data_roots
 from lib.data.sources import BUILTIN_DATASETS
 from lib.errors import TransferLabError
 from lib.ui import navigation, resources, state
@@ -26,6 +25,25 @@ def source_index(spec: str) -> int:
     return 1 if spec and not spec.startswith("builtin:") else 0
 
 
+def server_folder_ui(current: str) -> str | None:
+    """A folder under the server's shared data roots; anything else is refused without a listing."""
+    roots = data_roots()
+    if not roots:
+        st.info("This server does not open its own folders to visitors: upload a zip of class folders.")
+        return None
+    st.caption("Folders this server shares: " + ", ".join(f"`{r}`" for r in roots))
+    folder = st.text_input("Folder of class sub-folders (e.g. /data/pets with cats/ and dogs/)",
+                           value=current if current.startswith("/") and not current.endswith(".zip") else "",
+                           key="data_folder")
+    if not (st.button("Use this folder", key="data_use_folder") and folder.strip()):
+        return None
+    try:
+        return check_server_folder(folder)
+    except TransferLabError as e:
+        st.error(str(e))
+        return None
+
+
 def source_ui() -> str | None:
     """The source widgets; returns a new dataset spec when the person asks for one."""
     current = state.current_data_spec() or ""
@@ -37,9 +55,7 @@ def source_ui() -> str | None:
                               key="data_builtin")
         return f"builtin:{chosen}" if f"builtin:{chosen}" != current else None
     if kind == "Folder on the server":
-        folder = st.text_input("Folder of class sub-folders (e.g. /data/pets with cats/ and dogs/)",
-                               value=current if Path(current).is_dir() else "", key="data_folder")
-        return folder.strip() if st.button("Use this folder", key="data_use_folder") and folder else None
+        return server_folder_ui(current)
     if kind == "Upload a zip":
         upload = st.file_uploader("Zip of class folders", type=["zip"], key="data_zip")
         if upload is not None and st.button("Use this zip", key="data_use_zip"):

@@ -6,7 +6,7 @@ import streamlit as st
 
 from lib import zoo
 from lib.backbones import get_spec
-from lib.backbones.hub_compat import register_hub_backbone
+from lib.backbones.hub_compat import hub_spec
 from lib.errors import TransferLabError
 from lib.jobs import job_callbacks
 from lib.plots.zoo import make_zoo_scatter_figure
@@ -118,22 +118,36 @@ def selected_section(name: str) -> None:
 
 
 def hub_ui() -> None:
-    """Adds a TF Hub image feature-vector model (URL or local SavedModel folder) and selects it."""
+    """Adds a TF Hub image feature-vector model (URL or trusted local folder) to this session only."""
     with st.expander("Add a TF Hub feature-vector model"):
+        st.caption("A URL, or a SavedModel folder under the folders this server trusts "
+                   "(TRANSFERLAB_HUB_ROOTS). Uploaded files are never loaded as models, and every "
+                   "model is checked for ops that could touch files or run code before it loads.")
         c1, c2 = st.columns([4, 1])
         handle = c1.text_input("Handle (URL or local folder)", key="zoo_hub_handle",
                                placeholder="https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5")
         size = c2.number_input("Input px", 32, 1024, 224, step=8, key="zoo_hub_size")
         if st.button("Add and select", key="zoo_hub_add", disabled=not handle):
-            with st.spinner("Loading the hub model…"):
-                spec = register_hub_backbone(handle.strip(), input_size=int(size))
-            resources.refresh_zoo_tables()
+            with st.spinner("Checking and loading the hub model…"):
+                try:
+                    spec = hub_spec(handle.strip(), input_size=int(size))
+                except TransferLabError as e:
+                    st.error(str(e))
+                    return
+            state.add_hub_handle(spec.name)
             state.set_backbone(spec.name)
-            st.success(f"Added {spec.name} ({spec.feature_dim} features) and selected it.")
+            st.success(f"Added {spec.name} ({spec.feature_dim} features) for this session and selected it.")
+
+
+def with_session_handles(table: dict) -> dict:
+    """The shared zoo table plus rows for the TF Hub handles this session added (others never see them)."""
+    names = {r["name"] for r in table["rows"]}
+    extra = [zoo.flatten_row(zoo.registry_row(get_spec(h))) for h in state.hub_handles() if h not in names]
+    return {**table, "rows": table["rows"] + extra} if extra else table
 
 
 def main() -> None:
-    table = resources.zoo_table()
+    table = with_session_handles(resources.zoo_table())
     header_section(table)
     chosen = filters_ui(table)
     rows = filter_rows(table["rows"], chosen)

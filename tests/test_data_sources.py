@@ -14,7 +14,7 @@ import pytest
 from conftest import make_image_folder
 from PIL import Image
 
-from lib.data import builtin, sources
+from lib.data import archives, builtin, scan, sources
 from lib.data.sources import DatasetIndex, load_dataset, load_folder, load_zip
 from lib.data.split import Split, split_dataset
 from lib.errors import TransferLabError
@@ -139,7 +139,7 @@ def test_unreadable_and_too_big_files_are_skipped(tmp_path, monkeypatch):
     big = root / "b" / "big.png"
     noise = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
     Image.fromarray(noise).save(big)  # ~120 kB, far above the 40-px JPEGs
-    monkeypatch.setattr(sources, "MAX_FILE_BYTES", big.stat().st_size - 1)
+    monkeypatch.setattr(scan, "MAX_FILE_BYTES", big.stat().st_size - 1)
     reasons = {Path(p).name: r for p, r in load_dataset(str(root)).report.skipped}
     assert "cannot be read" in reasons["dangling.jpg"]
     assert "too big" in reasons["big.png"]
@@ -147,7 +147,7 @@ def test_unreadable_and_too_big_files_are_skipped(tmp_path, monkeypatch):
 
 def test_folder_with_too_many_files(tmp_path, monkeypatch):
     root = make_image_folder(tmp_path / "d", {"a": 3, "b": 2})
-    monkeypatch.setattr(sources, "MAX_FOLDER_FILES", 2)
+    monkeypatch.setattr(scan, "MAX_FOLDER_FILES", 2)
     with pytest.raises(TransferLabError, match="more than 2 files; is this the right folder"):
         load_dataset(str(root))
 
@@ -285,10 +285,10 @@ def test_corrupt_zip_entry(tmp_path):
 
 def test_zip_bomb_limits(monkeypatch):
     data = zip_bytes({"a/x.png": b"\x00" * 200_000, "b/y.png": b"\x00" * 10})
-    monkeypatch.setattr(sources, "MAX_ZIP_BYTES", 100_000)
+    monkeypatch.setattr(archives, "MAX_ZIP_BYTES", 100_000)
     with pytest.raises(TransferLabError, match="unpacks to"):
         load_zip(data, "bomb.zip")
-    monkeypatch.setattr(sources, "MAX_ZIP_FILES", 1)
+    monkeypatch.setattr(archives, "MAX_ZIP_FILES", 1)
     with pytest.raises(TransferLabError, match="holds 2 files; the limit is 1"):
         load_zip(data, "many.zip")
 
@@ -377,3 +377,24 @@ def test_tfds_download_is_written_as_class_folders(monkeypatch):
 def test_empty_spec():
     with pytest.raises(TransferLabError, match="No dataset given"):
         load_dataset("  ")
+
+
+@pytest.mark.parametrize("bad_name", ["two\nlines", "tab\there", "\u202eevil", "   "])
+def test_class_names_that_would_break_labels_are_refused(tmp_path, bad_name):
+    root = make_image_folder(tmp_path / "names", {"plain": 3, "other": 3})
+    (root / "other").rename(root / bad_name)
+    with pytest.raises(TransferLabError, match="class folder named") as e:
+        load_folder(root)
+    assert repr(bad_name) in str(e.value)  # written out so the person can find the folder
+
+
+def test_colon_in_a_zip_class_name_is_an_ordinary_character(tmp_path):
+    source = make_image_folder(tmp_path / "src", {"cats:big": 3, "dogs": 3})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(source.rglob("*.jpg")):
+            zf.write(path, str(path.relative_to(source)))
+    index = load_zip(buf.getvalue(), "colon.zip")
+    assert index.class_names == ("cats:big", "dogs")
+    with pytest.raises(TransferLabError, match="outside the archive"):
+        sources.safe_member_path("C:/Windows/x.jpg", "drive.zip")

@@ -92,3 +92,25 @@ def test_load_and_save_round_trip(tmp_path):
     loaded = load_image(path)
     assert loaded.dtype == np.float32 and np.abs(loaded - np.rint(pixels)).max() == 0
     assert load_image(path, size=8).shape == (8, 8, 3)
+
+
+def test_16_bit_conversion_peak_memory_is_bounded_per_pixel():
+    """A big 16-bit image converts with about 1-2 bytes of extra memory per pixel, not ~30."""
+    import tracemalloc
+
+    from PIL import Image
+
+    from lib.images import to_rgb
+
+    side = 2000
+    gradient = (np.arange(side * side, dtype=np.uint32) % 65536).astype(np.uint16).reshape(side, side)
+    img = Image.fromarray(gradient)
+    assert img.mode.startswith("I;16")
+    tracemalloc.start()
+    rgb, converted = to_rgb(img)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert converted and rgb.mode == "RGB" and rgb.size == (side, side)
+    values = np.asarray(rgb)[..., 0]
+    assert values.min() == 0 and values.max() == 255  # the full range is used
+    assert peak / (side * side) < 8, f"{peak / (side * side):.1f} bytes per pixel"

@@ -139,3 +139,59 @@ def test_eps_sweep_stops_and_keeps_only_complete_budgets(probe):
                       stop_event=stop)
     assert sweep.eps == [1.0]
     assert sweep.success.shape == (1, 10)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 2.5), ("l2", 75.0)])
+def test_adversarial_pixels_are_whole_and_inside_the_budget(probe, norm, eps):
+    """What is checked is what a PNG holds: whole pixels, still within eps (no re-rounding later)."""
+    x = images(4, 30, 220, seed=5)
+    reference = probe.probabilities(x).argmax(-1)
+    adv, _ = attack_batch(probe, x, reference, targeted=False, eps=eps, steps=5, norm=norm,
+                          early_stop=False)
+    assert np.array_equal(adv, np.rint(adv))
+    delta = (adv - x).astype(np.float64)
+    size = np.abs(delta).max(axis=(1, 2, 3)) if norm == "linf" else np.sqrt(
+        (delta**2).sum(axis=(1, 2, 3)))
+    assert (size <= eps + 1e-6).all() and size.max() > 0
+
+
+def test_targeted_pgd_goes_on_to_the_margin_on_the_saved_image(probe):
+    from lib.images import load_image
+    from lib.inside.attacks import goal_margin
+    from lib.inside.display import png_bytes
+
+    x = images(1, 40, 210, seed=2)[0]
+    target = int(np.argsort(probe.probabilities(x[None])[0])[-2])  # the runner-up
+    # The tiny random model is unsure of everything (top-1 ~ 0.11): a margin of 0.02 is clear for it.
+    result = attack(probe, x, eps=32, steps=20, target=target, margin=0.02)
+    assert result.success and result.margin_reached and result.margin == 0.02
+    probs = probe.probabilities(load_image(png_bytes(result.adversarial), 32)[None])
+    assert goal_margin(probs, np.array([target]), targeted=True)[0] >= 0.02
+    assert result.target_prob_after == pytest.approx(float(probs[0, target]), abs=1e-6)
+
+
+def test_margin_zero_stops_at_the_boundary_and_a_margin_goes_further(probe):
+    x = images(1, 40, 210, seed=2)[0]
+    target = int(np.argsort(probe.probabilities(x[None])[0])[-2])
+    crossing = attack(probe, x, eps=32, steps=20, target=target, margin=0.0)
+    clear = attack(probe, x, eps=32, steps=20, target=target, margin=0.02)
+    assert crossing.success and clear.success
+    assert crossing.steps <= clear.steps
+    assert clear.target_prob_after > crossing.target_prob_after
+
+
+def test_bad_margin_is_a_user_error(probe):
+    with pytest.raises(TransferLabError, match="margin=1.5"):
+        attack(probe, images(1)[0], eps=4, margin=1.5)
+
+
+def test_eps_sweep_with_true_labels_and_a_clean_baseline(probe):
+    x = images(6, 20, 230, seed=4)
+    clean = probe.probabilities(x).argmax(-1)
+    labels = (clean + np.array([0, 0, 0, 1, 1, 1])) % 10  # half the "true" labels disagree
+    sweep = eps_sweep(probe, x, [0, 8], labels=labels, steps=3, norm="l2")
+    assert sweep.eps == [0.0, 8.0]
+    assert sweep.robust_accuracy[0] == pytest.approx(0.5)  # eps 0: the clean accuracy
+    assert sweep.success_rate[1] >= sweep.success_rate[0]  # misclassified images stay a success
+    assert len(sweep.mean_confidence) == 2
+    assert sweep.mean_confidence[0] == pytest.approx(float(probe.probabilities(x).max(-1).mean()))

@@ -25,14 +25,19 @@ def _pixels(n: int = 4, size: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
 
 
-def test_head_pools_maps_and_names_its_layers():
+def test_head_pools_maps_and_names_its_layers(tiny_backbone):
     head = build_head((4, 4, 16), 3, HeadConfig(hidden_units=8, dropout=0.3))
     names = [layer.name for layer in head.layers]
     assert head.name == "head"
-    assert names[1:] == ["pool", "hidden", "dropout", "logits", "probabilities"]
+    # The head ends at its logits; the classifier adds the softmax `probabilities` on top.
+    assert names[1:] == ["pool", "hidden", "dropout", "logits"]
     out = head(np.ones((2, 4, 4, 16), "float32"))
     assert out.shape == (2, 3)
-    np.testing.assert_allclose(np.asarray(out).sum(axis=1), 1.0, rtol=1e-5)
+    body = build_body(tiny_backbone)
+    model = build_classifier(body, build_head(body.output.shape[1:], 3), 32)
+    assert [layer.name for layer in model.layers][-3:] == ["body", "head", "probabilities"]
+    probs = np.asarray(model(_pixels()))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     vector_head = build_head((16,), 3)
     assert "pool" not in [layer.name for layer in vector_head.layers]
     assert "hidden" not in [layer.name for layer in vector_head.layers]

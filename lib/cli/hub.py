@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lib.backbones.hub_compat import export_hub
+from lib.backbones.export import export_hub
 
 
 def export_hub_command(args: argparse.Namespace) -> dict:

@@ -1,4 +1,7 @@
-"""`train` and `evaluate`: the same functions the Train and Runs pages call."""
+"""`train`, `fine-tune` and `evaluate`: the same functions the Train, Fine-tune and Runs pages call.
+
+Every default comes from `TrainConfig()`, the one place training defaults live.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,10 @@ import argparse
 import sys
 import time
 
+from lib.training.config import FINE_TUNE, FROZEN, SCRATCH, TrainConfig
+
 BAR_WIDTH = 24
+DEFAULTS = TrainConfig()
 
 
 class ProgressBar:
@@ -62,7 +68,6 @@ def config_from_args(args: argparse.Namespace):
     """Builds a validated `TrainConfig` from the command line."""
     from lib.data.augment import AugmentConfig
     from lib.models import HeadConfig
-    from lib.training import TrainConfig
 
     return TrainConfig(
         backbone=args.backbone, data=args.data, cut=args.cut,
@@ -78,20 +83,19 @@ def config_from_args(args: argparse.Namespace):
     ).validate()
 
 
-def train_command(args: argparse.Namespace) -> dict:
-    from lib.training import FINE_TUNE, FROZEN, SCRATCH, TrainCallbacks, train, train_from_scratch
+def progress_callbacks():
+    """`TrainCallbacks` that draw progress on stderr."""
+    from lib.training import TrainCallbacks
 
-    config = config_from_args(args)
     bar = ProgressBar()
-    callbacks = TrainCallbacks(on_batch_end=bar.on_batch_end, on_epoch_end=bar.on_epoch_end,
-                               on_extract=bar.on_extract, on_message=bar.on_message)
-    start = time.perf_counter()
-    if args.scratch:
-        result = train_from_scratch(config, run_dir=args.out, callbacks=callbacks)
-    else:
-        result = train(config, run_dir=args.out, callbacks=callbacks)
+    return TrainCallbacks(on_batch_end=bar.on_batch_end, on_epoch_end=bar.on_epoch_end,
+                          on_extract=bar.on_extract, on_message=bar.on_message)
+
+
+def train_summary(result, start: float) -> dict:
+    """The JSON that `train` and `fine-tune` print: the run, its accuracies, epochs and time."""
     phases = result.metrics.get("phases", {})
-    first = phases.get(SCRATCH if args.scratch else FROZEN, {})
+    first = phases.get(SCRATCH, phases.get(FROZEN, {}))
     return {
         "run": str(result.run_dir),
         "val_accuracy": first.get("val_accuracy"),
@@ -99,6 +103,34 @@ def train_command(args: argparse.Namespace) -> dict:
         "epochs": int(len(result.history)),
         "seconds": round(time.perf_counter() - start, 2),
     }
+
+
+def train_command(args: argparse.Namespace) -> dict:
+    from lib.training import train, train_from_scratch
+
+    config = config_from_args(args)
+    callbacks = progress_callbacks()
+    start = time.perf_counter()
+    if args.scratch:
+        result = train_from_scratch(config, run_dir=args.out, callbacks=callbacks)
+    else:
+        result = train(config, run_dir=args.out, callbacks=callbacks)
+    return train_summary(result, start)
+
+
+def fine_tune_command(args: argparse.Namespace) -> dict:
+    """Fine-tunes a saved run into a new run folder (the saved run is left as it was)."""
+    from lib.training import fine_tune, load_train_result
+    from lib.training.config import check_fine_tune_settings
+
+    check_fine_tune_settings(args.epochs, args.lr_factor)  # before loading anything
+    start = time.perf_counter()
+    callbacks = progress_callbacks()
+    result = load_train_result(args.run, callbacks=callbacks)
+    tuned = fine_tune(result, epochs=args.epochs, unfreeze=args.unfreeze,
+                      unfreeze_from=args.unfreeze_from, lr_factor=args.lr_factor,
+                      callbacks=callbacks, new_run=True, run_dir=args.out)
+    return train_summary(tuned, start)
 
 
 def evaluate_command(args: argparse.Namespace) -> dict:
@@ -121,32 +153,53 @@ def _fraction(text: str) -> float:
 
 
 def register(subparsers) -> None:
+    d = DEFAULTS
     p = subparsers.add_parser("train", help="train a head on a frozen backbone, then fine-tune")
     p.add_argument("--data", required=True, help="folder of class folders, .zip, or builtin:NAME")
-    p.add_argument("--backbone", default="efficientnet_lite0", help="registry name (default %(default)s)")
+    p.add_argument("--backbone", default=d.backbone, help="registry name (default %(default)s)")
     p.add_argument("--out", default=None, help="new run folder (default: a new folder under the runs dir)")
-    p.add_argument("--epochs", type=int, default=20, help="frozen-phase epochs (default %(default)s)")
-    p.add_argument("--fine-tune-epochs", type=int, default=0, help="fine-tuning epochs (default 0: none)")
-    p.add_argument("--unfreeze", type=int, default=20, help="top body layers to unfreeze (default 20)")
-    p.add_argument("--unfreeze-from", default=None, help="unfreeze from this layer up instead")
-    p.add_argument("--fine-tune-lr-factor", type=float, default=0.1,
-                   help="fine-tuning rate = --lr x this (default 0.1)")
-    p.add_argument("--val-split", type=_fraction, default=0.2, help="validation fraction (default 0.2)")
-    p.add_argument("--test-split", type=_fraction, default=0.1, help="test fraction (default 0.1)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="frozen-phase epochs (default %(default)s)")
+    p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs,
+                   help="fine-tuning epochs (default %(default)s: none)")
+    p.add_argument("--unfreeze", type=int, default=d.unfreeze,
+                   help="top body layers to unfreeze (default %(default)s)")
+    p.add_argument("--unfreeze-from", default=d.unfreeze_from, help="unfreeze from this layer up instead")
+    p.add_argument("--fine-tune-lr-factor", type=float, default=d.fine_tune_lr_factor,
+                   help="fine-tuning rate = --lr x this (default %(default)s)")
+    p.add_argument("--val-split", type=_fraction, default=d.val_split,
+                   help="validation fraction (default %(default)s)")
+    p.add_argument("--test-split", type=_fraction, default=d.test_split,
+                   help="test fraction (default %(default)s)")
     p.add_argument("--augment", action="store_true", help="flip/rotate/zoom/shift/contrast augmentation")
-    p.add_argument("--seed", type=int, default=0, help="split, init and order seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
-    p.add_argument("--lr", type=float, default=1e-3, help="frozen-phase learning rate (default 1e-3)")
-    p.add_argument("--optimizer", default="adam", help="adam, sgd or rmsprop (default adam)")
-    p.add_argument("--cut", default=None, help="cut point (default: the top feature layer)")
-    p.add_argument("--hidden", type=int, default=0, help="hidden Dense units in the head (default 0)")
-    p.add_argument("--dropout", type=float, default=0.2, help="head dropout (default 0.2)")
-    p.add_argument("--label-smoothing", type=float, default=0.0, help="default 0")
-    p.add_argument("--patience", type=int, default=5, help="early-stopping patience; 0 = off (default 5)")
+    p.add_argument("--seed", type=int, default=d.seed, help="split, init and order seed (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
+    p.add_argument("--lr", type=float, default=d.learning_rate,
+                   help="frozen-phase learning rate (default %(default)s)")
+    p.add_argument("--optimizer", default=d.optimizer, help="adam, sgd or rmsprop (default %(default)s)")
+    p.add_argument("--cut", default=d.cut, help="cut point (default: the top feature layer)")
+    p.add_argument("--hidden", type=int, default=d.head.hidden_units,
+                   help="hidden Dense units in the head (default %(default)s)")
+    p.add_argument("--dropout", type=float, default=d.head.dropout, help="head dropout (default %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="default %(default)s")
+    p.add_argument("--patience", type=int, default=d.early_stopping_patience or 0,
+                   help="early-stopping patience; 0 = off (default %(default)s)")
     p.add_argument("--no-feature-cache", action="store_true", help="run the body on every batch")
     p.add_argument("--scratch", action="store_true",
                    help="the from-scratch baseline: same architecture, random init, all trainable")
     p.set_defaults(handler=train_command)
+
+    p = subparsers.add_parser("fine-tune", help="fine-tune a saved run's top layers into a new run")
+    p.add_argument("--run", required=True, help="a run folder written by `train`")
+    p.add_argument("--epochs", type=int, required=True, help="fine-tuning epochs")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--unfreeze", type=int, default=d.unfreeze,
+                       help="top body layers to unfreeze (default %(default)s)")
+    which.add_argument("--unfreeze-from", default=None, help="unfreeze from this layer up instead")
+    p.add_argument("--lr-factor", type=float, default=d.fine_tune_lr_factor,
+                   help="rate = the run's learning rate x this (default %(default)s)")
+    p.add_argument("--out", default=None,
+                   help="new run folder (default: a new folder under the runs dir)")
+    p.set_defaults(handler=fine_tune_command)
 
     p = subparsers.add_parser("evaluate", help="accuracy and confusion matrix of a run on a dataset")
     p.add_argument("--run", required=True, help="a run folder written by `train`")

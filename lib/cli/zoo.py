@@ -69,9 +69,9 @@ def _progress(done: int, total: int, message: str) -> None:
 
 def zoo_command(args: argparse.Namespace):
     from lib import zoo
-    from lib.backbones.hub_compat import ensure_backbone
+    from lib.backbones import get_spec
 
-    names = [ensure_backbone(n) for n in parse_list(args.backbones)] or None
+    names = [get_spec(n).name for n in parse_list(args.backbones)] or None
     batches = parse_list(args.batch, int) or list(zoo.DEFAULT_BATCHES)
     if args.measure:
         zoo.measure_zoo(names, batches, on_progress=_progress)

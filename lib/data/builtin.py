@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,9 @@ import numpy as np
 from PIL import Image
 
 from lib.errors import TransferLabError
+from lib.net import reachable
 from lib.paths import cache_dir
+from lib.progress import ProgressFn
 
 BUILTIN_DATASETS: dict[str, str] = {
     "faces": "Faces vs not-faces: 2 classes x 100 real 25x25 grey photos (LFW, ships with scikit-image)",
@@ -51,7 +52,6 @@ PROGRESS_EVERY = 100
 # Magic bytes -> file suffix for the encoded images TFDS hands back.
 IMAGE_MAGIC = ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG", ".png"), (b"GIF8", ".gif"), (b"BM", ".bmp"))
 
-ProgressFn = Callable[[int, int, str], None]
 
 
 def materialise_builtin(name: str) -> Path:
@@ -113,14 +113,8 @@ def write_folder_atomic(target: Path, write: Callable[[Path], None]) -> None:
 
 
 def network_available(timeout: float = NETWORK_TIMEOUT_S) -> bool:
-    """True when one of TFDS's download hosts answers within `timeout` seconds."""
-    for host, port in TFDS_HOSTS:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                return True
-        except OSError:
-            continue
-    return False
+    """True when one of TFDS's download hosts answers within `timeout` seconds (never when offline)."""
+    return reachable(TFDS_HOSTS, timeout)
 
 
 def materialise_tfds(name: str, *, on_progress: ProgressFn | None = None) -> Path:

@@ -8,11 +8,17 @@ training and the validation split inflates validation accuracy).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from lib.data.split import Split
+
+class SplitParts(Protocol):
+    """What the report reads of a `lib.data.split.Split` (named here so report imports no split)."""
+
+    train: Sequence
+    val: Sequence
+    test: Sequence
 
 # Below this many usable images a class gets a warning (it is still accepted from 2 up).
 FEW_IMAGES_WARNING = 10
@@ -44,7 +50,7 @@ class DataReport:
         """The number of usable images in all classes."""
         return sum(self.counts.values())
 
-    def cross_split_duplicates(self, split: Split) -> list[tuple[str, str]]:
+    def cross_split_duplicates(self, split: SplitParts) -> list[tuple[str, str]]:
         """Finds exact-duplicate files that landed in two different splits (leakage).
 
         `split_dataset` keeps duplicates together, so this is empty for its splits; it checks a
@@ -79,7 +85,7 @@ class DataReport:
         return "; ".join(parts)
 
 
-def cross_split_duplicates(split: Split) -> list[tuple[str, str]]:
+def cross_split_duplicates(split: SplitParts) -> list[tuple[str, str]]:
     """Finds identical files (same sha1) that sit in two different splits.
 
     Args:

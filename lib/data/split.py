@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.data.sources import DatasetIndex, ImageRecord
+from lib.data.records import DatasetIndex, ImageRecord
 from lib.errors import TransferLabError
 
 # Fractions must leave room for training data.

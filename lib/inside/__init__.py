@@ -1,14 +1,18 @@
 """Looking inside a network: adversarial examples, ideal class images and Grad-CAM.
 
-* `probe.ModelProbe`: one per model; holds the logits and feature-map views and the compiled steps.
-* `attacks`: FGSM and PGD (untargeted/targeted, L-inf/L2), `eps_sweep` for robust accuracy.
+* `probe.ModelProbe`: one per model (shareable between threads); its logits and feature-map views,
+  in public Keras only, and the compiled steps.
+* `perturb`: the pieces of an attack step (budgets, projection, whole-pixel rounding, goal margin).
+* `attacks`: FGSM and PGD (untargeted/targeted, L-inf/L2), judged on the whole-pixel image;
+  `eps_sweep` for robust accuracy.
+* `canvas`: ideal-image settings, parameterisation, regularisers and random views.
 * `ideal`: regularised gradient ascent on the input (`ideal_image`), transfer to other models.
 * `gradcam`: Grad-CAM heatmaps and overlays.
 
 Everything is pure TensorFlow, in pixel units ([0, 255]), and reports through callbacks.
 """
 
-from lib.inside.attacks import AttackResult, SweepResult, attack, eps_sweep  # noqa: F401
+from lib.inside.attacks import DEFAULT_MARGIN, AttackResult, SweepResult, attack, eps_sweep  # noqa: F401
 from lib.inside.gradcam import GradCamResult, gradcam  # noqa: F401
 from lib.inside.ideal import (  # noqa: F401
     UNREGULARISED,

@@ -11,6 +11,10 @@ cross-entropy of the model's logits:
 
 One compiled step (`attack_step`) serves FGSM (one step of size eps from the original) and PGD
 (many steps of size `step_size`, each followed by projection onto the eps-ball), for a batch.
+
+Success is judged on the image a person downloads: the iterate rounded to whole pixels (kept inside
+the eps-ball). PGD does not stop at the first boundary crossing, where rounding could undo it, but
+goes on until that rounded image reaches its goal by a probability `margin` (or the steps run out).
 """
 
 from __future__ import annotations
@@ -24,17 +28,25 @@ import tensorflow as tf
 
 from lib.backbones.imagenet import top_k
 from lib.errors import TransferLabError
+from lib.inside.perturb import (  # noqa: F401  (re-exported: the CLI and tests import them here)
+    DEFAULT_MARGIN,
+    MAX_EPS,
+    METHODS,
+    NORMS,
+    STEP_SIZE_FACTOR,
+    check_images,
+    get_attack_step,
+    goal_margin,
+    goal_reached,
+    quantize,
+    random_start,
+    validate_attack,
+    validate_margin,
+)
 from lib.inside.probe import ModelProbe
+from lib.progress import ProgressFn
 
-METHODS = ("fgsm", "pgd")
-NORMS = ("linf", "l2")
-MAX_EPS = 255.0
-MAX_STEPS = 1000
-# Madry et al.'s rule of thumb: a step of 2.5 * eps / steps lets PGD cross the ball and come back.
-STEP_SIZE_FACTOR = 2.5
 SWEEP_BATCH = 8
-# Guards the L2 normalisation of an all-zero gradient.
-NORM_EPSILON = 1e-12
 
 
 @dataclass(frozen=True)
@@ -50,11 +62,14 @@ class AttackResult:
         target: the target class index, or None for an untargeted attack.
         target_prob_before: probability of the target (or of the reference class) before.
         target_prob_after: the same, after.
-        success: the prediction left the reference class (untargeted) or became the target.
+        success: on the returned (whole-pixel) image, the prediction left the reference class
+            (untargeted) or became the target.
         linf: max |perturbation| in pixel units.
         l2: Euclidean norm of the perturbation in pixel units.
-        steps: gradient steps taken (PGD stops early once it succeeds).
+        steps: gradient steps taken (PGD stops early once the margin is reached).
         method, norm, eps: the settings used.
+        margin: the probability margin PGD aimed for.
+        margin_reached: the returned image reaches its goal by at least `margin`.
     """
 
     original: np.ndarray = field(repr=False)
@@ -72,6 +87,8 @@ class AttackResult:
     method: str
     norm: str
     eps: float
+    margin: float = DEFAULT_MARGIN
+    margin_reached: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,7 @@ class SweepResult:
         success: (len(eps), N) bool: did the attack succeed on image n at eps[i]?
         robust_accuracy: per eps, the fraction of images still predicted as their reference class.
         success_rate: per eps, the fraction of successful attacks.
+        mean_confidence: per eps, the mean top-1 probability of the attacked images.
         min_eps: per image, the smallest eps in the grid that succeeded, or None.
         reference: per image, the reference class (given label or clean prediction).
         targets: per image, the target class, or None for untargeted sweeps.
@@ -95,124 +113,7 @@ class SweepResult:
     min_eps: list[float | None]
     reference: list[int]
     targets: list[int] | None
-
-
-def validate_attack(method: str, norm: str, eps: float, steps: int) -> None:
-    """Checks attack settings, echoing the bad value.
-
-    Raises:
-        TransferLabError: unknown method or norm, eps out of (0, 255] (L-inf) or <= 0, bad steps.
-    """
-    if method not in METHODS:
-        raise TransferLabError(f"Received `method={method}`; choose one of {', '.join(METHODS)}.")
-    if norm not in NORMS:
-        raise TransferLabError(f"Received `norm={norm}`; choose one of {', '.join(NORMS)}.")
-    if not np.isfinite(eps) or eps <= 0 or (norm == "linf" and eps > MAX_EPS):
-        raise TransferLabError(
-            f"Received `eps={eps}`; it is in pixel units and must be in (0, {MAX_EPS:g}] for L-inf "
-            "and positive for L2."
-        )
-    if not 1 <= int(steps) <= MAX_STEPS:
-        raise TransferLabError(f"Received `steps={steps}`; use 1 to {MAX_STEPS}.")
-
-
-def check_images(probe: ModelProbe, images: np.ndarray) -> None:
-    """Raises TransferLabError unless `images` is (N, S, S, 3) at the model's input size."""
-    if images.ndim != 4 or images.shape[1:] != (probe.input_size, probe.input_size, 3):
-        shape = images.shape[1:] if images.ndim == 4 else images.shape
-        raise TransferLabError(
-            f"Received images of shape {shape}; the model takes ({probe.input_size}, "
-            f"{probe.input_size}, 3). Load them with `load_image(path, {probe.input_size})`."
-        )
-
-
-def ascent_direction(grad: tf.Tensor, norm: str) -> tf.Tensor:
-    """The steepest-ascent unit step for a norm: sign(g) for L-inf, g / ||g||_2 for L2.
-
-    Args:
-        grad: (B, S, S, 3).
-        norm: "linf" or "l2".
-
-    Returns:
-        (B, S, S, 3).
-    """
-    if norm == "linf":
-        return tf.sign(grad)
-    length = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3], keepdims=True))  # (B, 1, 1, 1)
-    return grad / (length + NORM_EPSILON)
-
-
-def project(x: tf.Tensor, x0: tf.Tensor, eps: tf.Tensor, norm: str) -> tf.Tensor:
-    """Projects `x` onto the eps-ball around `x0`, then clips to valid pixels [0, 255].
-
-    Clipping after projection never leaves the ball: it only moves pixels towards `x0`'s range.
-
-    Args:
-        x, x0: (B, S, S, 3) pixels.
-        eps: scalar or (B,) budget in pixel units.
-        norm: "linf" or "l2".
-    """
-    eps = tf.reshape(tf.cast(eps, x.dtype), [-1, 1, 1, 1])  # (B or 1, 1, 1, 1)
-    delta = x - x0
-    if norm == "linf":
-        delta = tf.clip_by_value(delta, -eps, eps)
-    else:
-        length = tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True))
-        delta = delta * tf.minimum(1.0, eps / (length + NORM_EPSILON))
-    return tf.clip_by_value(x0 + delta, 0.0, 255.0)
-
-
-def make_attack_step(probe: ModelProbe, norm: str) -> Callable:
-    """Compiles one attack step for a model and norm (traced once per input shape).
-
-    The step returns the next iterate and whether the *current* iterate already succeeds; images
-    that succeed (with `early_stop`) or are inactive keep their current value.
-    """
-    scores_model = probe.scores
-
-    @tf.function(reduce_retracing=True)
-    def attack_step(x, x0, classes, targeted, eps, step_size, active, early_stop):
-        # x, x0: (B, S, S, 3) pixels; classes: (B,) int32 reference or target class;
-        # targeted, active: (B,) bool; eps, step_size: (B,) float32; early_stop: scalar bool.
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits = scores_model(x, training=False)  # (B, K)
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=classes, logits=logits)  # (B,)
-            loss = tf.reduce_sum(tf.where(targeted, -ce, ce))  # ascend this
-        grad = tape.gradient(loss, x)  # (B, S, S, 3)
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (B,)
-        succeeded = tf.where(targeted, predicted == classes, predicted != classes)  # (B,)
-        step = tf.reshape(step_size, [-1, 1, 1, 1]) * ascent_direction(grad, norm)
-        x_next = project(x + step, x0, eps, norm)
-        move = active & ~(succeeded & early_stop)  # (B,)
-        x_next = tf.where(move[:, None, None, None], x_next, x)
-        return x_next, succeeded, ce
-
-    return attack_step
-
-
-def get_attack_step(probe: ModelProbe, norm: str) -> Callable:
-    """The probe's compiled attack step for `norm`, built on first use."""
-    return probe.compiled(("attack", norm), lambda: make_attack_step(probe, norm))
-
-
-def random_start(x0: np.ndarray, eps: np.ndarray, norm: str, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random point of the eps-ball around `x0`, clipped to [0, 255]. Shapes (B, S, S, 3)."""
-    e = eps.reshape(-1, 1, 1, 1)
-    if norm == "linf":
-        delta = rng.uniform(-1.0, 1.0, x0.shape) * e
-    else:
-        direction = rng.normal(size=x0.shape)
-        direction /= np.sqrt((direction**2).sum(axis=(1, 2, 3), keepdims=True)) + NORM_EPSILON
-        delta = direction * e * rng.uniform(0.0, 1.0, (len(x0), 1, 1, 1))
-    return np.clip(x0 + delta, 0.0, 255.0).astype(np.float32)
-
-
-def quantize(x: np.ndarray, x0: np.ndarray, eps: np.ndarray, norm: str) -> np.ndarray:
-    """Rounds iterates to whole pixel values (what a PNG holds) and keeps them in the eps-ball."""
-    rounded = np.clip(np.rint(x), 0.0, 255.0).astype(np.float32)
-    return project(tf.constant(rounded), tf.constant(x0), tf.constant(eps, tf.float32), norm).numpy()
+    mean_confidence: list[float] = field(default_factory=list)
 
 
 def attack_batch(
@@ -229,6 +130,7 @@ def attack_batch(
     random_init: bool = False,
     early_stop: bool = True,
     round_pixels: bool = True,
+    margin: float = DEFAULT_MARGIN,
     seed: int = 0,
     stop_event: threading.Event | None = None,
     on_step: Callable[[dict], None] | None = None,
@@ -246,48 +148,57 @@ def attack_batch(
         norm: "linf" or "l2". Defaults to "linf".
         step_size: PGD step in pixel units; defaults to 2.5 * eps / steps.
         random_init: PGD starts from a random point of the ball. Defaults to False.
-        early_stop: stop moving an image once it succeeds. Defaults to True.
-        round_pixels: round the result to whole pixel values (as saved in a PNG). Defaults to True.
+        early_stop: stop moving an image once its rounded version reaches the goal by `margin`.
+            Defaults to True.
+        round_pixels: return (and judge) whole pixel values, as saved in a PNG. Defaults to True.
+        margin: the probability margin that ends an image's attack (see `goal_margin`); 0 stops at
+            the first boundary crossing. Defaults to 0.2.
         seed: seeds the random start. Defaults to 0.
         stop_event: set it to stop after the current step.
-        on_step: called after each step with `{"step", "steps", "loss", "succeeded"}`.
+        on_step: called after each step with `{"step", "steps", "loss", "succeeded"}`, where
+            `succeeded` counts images whose rounded version reaches the goal by `margin`.
 
     Returns:
         `(adversarial, steps_used)`: (B, S, S, 3) float32 and (B,) int.
     """
     validate_attack(method, norm, eps, steps)
+    validate_margin(margin)
     x0 = np.asarray(images, dtype=np.float32)
     check_images(probe, x0)
     batch = len(x0)
+    classes = np.asarray(classes, np.int32)
     n_steps = 1 if method == "fgsm" else int(steps)
     size = float(eps) if method == "fgsm" else float(step_size or STEP_SIZE_FACTOR * eps / n_steps)
     eps_b = np.full(batch, eps, np.float32)
     step = get_attack_step(probe, norm)
+
+    def finished(x: np.ndarray) -> np.ndarray:
+        """(B,) bool, judged on the image a person would save."""
+        saved = quantize(x, x0, eps_b, norm) if round_pixels else x
+        return goal_reached(probe.probabilities(saved), classes, targeted, margin)
+
     x = random_start(x0, eps_b, norm, np.random.default_rng(seed)) if (
         random_init and method == "pgd") else x0.copy()
-    x, x0_t = tf.constant(x), tf.constant(x0)
-    classes_t = tf.constant(np.asarray(classes, np.int32))
+    x0_t, classes_t = tf.constant(x0), tf.constant(classes)
     targeted_t = tf.fill([batch], bool(targeted))
     eps_t, size_t = tf.constant(eps_b), tf.fill([batch], np.float32(size))
-    active = np.ones(batch, bool)
+    active = ~finished(x) if early_stop else np.ones(batch, bool)
     steps_used = np.zeros(batch, int)
     for i in range(n_steps):
-        if stop_event is not None and stop_event.is_set():
+        if (stop_event is not None and stop_event.is_set()) or not active.any():
             break
-        x, succeeded, ce = step(x, x0_t, classes_t, targeted_t, eps_t, size_t,
-                                tf.constant(active), tf.constant(early_stop))
-        succeeded = succeeded.numpy()
-        if early_stop:
-            active &= ~succeeded
+        x_next, ce = step(tf.constant(x), x0_t, classes_t, targeted_t, eps_t, size_t,
+                          tf.constant(active))
+        x = x_next.numpy()
         steps_used += active
-        if on_step is not None:
-            on_step({"step": i + 1, "steps": n_steps, "loss": float(np.mean(ce.numpy())),
-                     "succeeded": int(succeeded.sum())})
-        if not active.any():
-            break
-    adversarial = x.numpy()
-    if round_pixels:
-        adversarial = quantize(adversarial, x0, eps_b, norm)
+        if early_stop or on_step is not None:
+            reached = finished(x)
+            if early_stop:
+                active &= ~reached
+            if on_step is not None:
+                on_step({"step": i + 1, "steps": n_steps, "loss": float(np.mean(ce.numpy())),
+                         "succeeded": int(reached.sum())})
+    adversarial = quantize(x, x0, eps_b, norm) if round_pixels else x
     return adversarial, steps_used
 
 
@@ -304,12 +215,13 @@ def attack(
     random_init: bool = False,
     early_stop: bool = True,
     round_pixels: bool = True,
+    margin: float = DEFAULT_MARGIN,
     seed: int = 0,
     k: int = 5,
     stop_event: threading.Event | None = None,
     on_step: Callable[[dict], None] | None = None,
 ) -> AttackResult:
-    """Attacks one image and reports the result.
+    """Attacks one image and reports the result, judged on the whole-pixel image it returns.
 
     Args:
         probe: the model under attack.
@@ -319,7 +231,7 @@ def attack(
         steps: PGD iterations. Defaults to 10.
         target: class index to reach; None attacks the clean prediction (untargeted).
         norm: "linf" or "l2". Defaults to "linf".
-        step_size, random_init, early_stop, round_pixels, seed, stop_event, on_step: see
+        step_size, random_init, early_stop, round_pixels, margin, seed, stop_event, on_step: see
             `attack_batch`.
         k: classes in the before/after top-k. Defaults to 5.
 
@@ -330,6 +242,7 @@ def attack(
         TransferLabError: bad settings, a target out of range, or an image of the wrong shape.
     """
     validate_attack(method, norm, eps, steps)
+    validate_margin(margin)
     if target is not None and not 0 <= int(target) < probe.num_classes:
         raise TransferLabError(
             f"Received `target={target}`; the model has classes 0..{probe.num_classes - 1}."
@@ -342,12 +255,13 @@ def attack(
     adversarial, used = attack_batch(
         probe, x0, np.array([goal]), targeted=target is not None, method=method, eps=eps,
         steps=steps, norm=norm, step_size=step_size, random_init=random_init,
-        early_stop=early_stop, round_pixels=round_pixels, seed=seed, stop_event=stop_event,
-        on_step=on_step,
+        early_stop=early_stop, round_pixels=round_pixels, margin=margin, seed=seed,
+        stop_event=stop_event, on_step=on_step,
     )
     probs_after = probe.probabilities(adversarial)[0]
     predicted = int(np.argmax(probs_after))
     success = predicted == goal if target is not None else predicted != reference
+    reached = goal_reached(probs_after[None], np.array([goal]), target is not None, margin)[0]
     delta = adversarial[0] - x0[0]
     return AttackResult(
         original=x0[0],
@@ -365,6 +279,8 @@ def attack(
         method=method,
         norm=norm,
         eps=float(eps),
+        margin=float(margin),
+        margin_reached=bool(reached),
     )
 
 
@@ -379,19 +295,25 @@ def eps_sweep(
     steps: int = 10,
     norm: str = "linf",
     random_init: bool = False,
+    margin: float = DEFAULT_MARGIN,
     seed: int = 0,
-    on_progress: Callable[[int, int, str], None] | None = None,
+    on_progress: ProgressFn | None = None,
     stop_event: threading.Event | None = None,
 ) -> SweepResult:
     """Attacks every image at every budget: the robust-accuracy curve and each image's minimal eps.
 
+    Success is judged on the whole-pixel adversarial images. With true `labels` an untargeted
+    attack pushes each image away from its label, and success means misclassified (so
+    `robust_accuracy` is the accuracy under attack); without, the clean predictions stand in.
+
     Args:
         probe: the model under attack.
         images: (N, S, S, 3) pixels in [0, 255] at the model's input size.
-        eps_values: budgets in pixel units (sorted ascending here).
+        eps_values: budgets in pixel units (sorted ascending here); 0 means no attack (the clean
+            images).
         labels: reference classes (true labels); defaults to the clean predictions.
         targets: per-image target classes for a targeted sweep; None is untargeted.
-        method, steps, norm, random_init, seed: see `attack_batch`.
+        method, steps, norm, random_init, margin, seed: see `attack_batch`.
         on_progress: `on_progress(done, total, message)` after each batch.
         stop_event: set it to stop; budgets not reached are left out of the result.
 
@@ -409,31 +331,43 @@ def eps_sweep(
     if not eps_grid:
         raise TransferLabError("Received no eps values to sweep.")
     for e in eps_grid:
-        validate_attack(method, norm, e, steps)
-    clean = np.concatenate([probe.probabilities(x[i:i + SWEEP_BATCH]).argmax(-1)
-                            for i in range(0, len(x), SWEEP_BATCH)])
-    reference = np.asarray(labels if labels is not None else clean, int)
+        if e != 0:  # 0 is the clean baseline
+            validate_attack(method, norm, e, steps)
+    validate_margin(margin)
+    batches = range(0, len(x), SWEEP_BATCH)
+    clean_probs = np.concatenate([probe.probabilities(x[i:i + SWEEP_BATCH]) for i in batches])
+    reference = np.asarray(labels if labels is not None else clean_probs.argmax(-1), int)
+    if len(reference) != len(x) or (reference < 0).any() or (reference >= probe.num_classes).any():
+        raise TransferLabError(
+            f"Received {len(reference)} labels for {len(x)} images; give one class index in "
+            f"0..{probe.num_classes - 1} per image."
+        )
     goals = reference if targets is None else np.asarray(targets, int)
-    total = len(eps_grid) * int(np.ceil(len(x) / SWEEP_BATCH))
+    total = len(eps_grid) * len(batches)
     rows, done = [], 0
     for e in eps_grid:
-        predicted = np.zeros(len(x), int)  # (N,) predictions after the attack at this eps
+        probs = np.zeros((len(x), probe.num_classes))  # (N, K) after the attack at this eps
         complete = True
-        for i in range(0, len(x), SWEEP_BATCH):
+        for i in batches:
             if stop_event is not None and stop_event.is_set():
                 complete = False
                 break
-            adv, _ = attack_batch(probe, x[i:i + SWEEP_BATCH], goals[i:i + SWEEP_BATCH],
-                                  targeted=targets is not None, method=method, eps=e, steps=steps,
-                                  norm=norm, random_init=random_init, seed=seed)
-            predicted[i:i + SWEEP_BATCH] = probe.probabilities(adv).argmax(-1)
+            if e == 0:
+                probs[i:i + SWEEP_BATCH] = clean_probs[i:i + SWEEP_BATCH]
+            else:
+                adv, _ = attack_batch(probe, x[i:i + SWEEP_BATCH], goals[i:i + SWEEP_BATCH],
+                                      targeted=targets is not None, method=method, eps=e,
+                                      steps=steps, norm=norm, random_init=random_init,
+                                      margin=margin, seed=seed)
+                probs[i:i + SWEEP_BATCH] = probe.probabilities(adv)
             done += 1
             if on_progress is not None:
                 on_progress(done, total, f"eps {e:g}: {min(i + SWEEP_BATCH, len(x))}/{len(x)} images")
         if not complete:
             break  # this eps is incomplete: leave it out
-        rows.append(predicted)
-    predictions = np.array(rows).reshape(len(rows), len(x))  # (E, N)
+        rows.append(probs)
+    attacked = np.array(rows).reshape(len(rows), len(x), probe.num_classes)  # (E, N, K)
+    predictions = attacked.argmax(-1)  # (E, N)
     if targets is None:
         success = predictions != reference[None]
     else:
@@ -448,4 +382,5 @@ def eps_sweep(
         min_eps=min_eps,
         reference=[int(r) for r in reference],
         targets=None if targets is None else [int(t) for t in goals],
+        mean_confidence=[float(np.mean(a.max(-1))) for a in attacked],
     )

@@ -9,7 +9,7 @@ from PIL import Image
 
 from lib.errors import TransferLabError
 from lib.images import resize_center_crop
-from lib.inside.ideal import deprocess
+from lib.inside.canvas import deprocess
 
 # Built-in photos bundled with scikit-image (offline): display name -> `skimage.data` function.
 SAMPLES = {"Chelsea the cat": "chelsea", "A cup of coffee": "coffee", "An astronaut": "astronaut"}

@@ -3,7 +3,7 @@
 For a feature map A (h, w, C) and a class score y (the logit), the channel weights are the spatial
 mean of dy/dA, and the heatmap is ReLU(sum_c weight_c * A_c), shape (h, w), scaled to [0, 1]
 (Selvaraju et al., 2017). Works for flat backbones and for trained runs whose feature map sits
-inside a nested body model (see `lib.inside.probe.build_map_and_scores_model`).
+inside a nested body model (see `lib.inside.probe.ModelProbe.map_and_scores`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from lib.backbones.imagenet import top_k
 from lib.errors import TransferLabError
-from lib.inside.probe import ModelProbe, find_feature_layer
+from lib.inside.probe import ModelProbe, default_feature_layer
 
 DEFAULT_ALPHA = 0.45
 # Piecewise-linear "jet"-like colormap: positions in [0, 1] -> RGB in [0, 1].
@@ -49,15 +49,15 @@ class GradCamResult:
 
 
 def make_cam_step(probe: ModelProbe, layer: str | None):
-    """Compiles (feature map, dScore/dMap) for a batch, once per layer."""
-    cam_model = probe.cam_model(layer)
+    """Compiles (feature map, dScore/dMap, scores) for a batch, once per layer (keras-io's way)."""
+    map_and_scores = probe.map_and_scores(layer)
 
     @tf.function(reduce_retracing=True)
     def cam_gradients(images, classes):
         # images: (B, S, S, 3) pixels; classes: (B,) int32.
         with tf.GradientTape() as tape:
-            maps, scores = cam_model(images, training=False)  # (B, h, w, C), (B, K)
-            tape.watch(maps)
+            tape.watch(images)  # frozen weights are not watched: record the graph from the input
+            maps, scores = map_and_scores(images)  # (B, h, w, C), (B, K)
             chosen = tf.reduce_sum(tf.gather(scores, classes, batch_dims=1))
         grads = tape.gradient(chosen, maps)  # (B, h, w, C)
         return maps, grads, scores
@@ -155,5 +155,5 @@ def gradcam(
         label=probe.labels[int(class_index)],
         prob=float(probs[int(class_index)]),
         top=top_k(probs, probe.labels, 5),
-        layer=layer or find_feature_layer(probe.model)[1],
+        layer=layer or default_feature_layer(probe.model),
     )

@@ -1,21 +1,28 @@
-"""Views into a classifier that attacks, ideal images and Grad-CAM share.
+"""Views into a classifier that attacks, ideal images and Grad-CAM share, in public Keras only.
 
-Every TransferLab classifier maps pixels in [0, 255], shape (B, S, S, 3), to softmax probabilities,
-with a Dense layer `logits` before the softmax layer `probabilities`. Two layouts exist:
+Every TransferLab classifier maps pixels in [0, 255], shape (B, S, S, 3), to softmax probabilities.
+Two layouts exist, and both expose their logits through public Keras:
 
-* a flat backbone (EfficientNet-Lite, `tiny_random`): every layer, feature maps included, sits in
-  the top-level graph;
-* a trained run (`pixels -> body(x) -> head -> probabilities`): the feature maps live inside a nested
-  body model, and the head's layers may sit at the top level or in a nested head model.
+* a flat backbone (EfficientNet-Lite, `tiny_random`): every layer sits in the top-level graph, with a
+  Dense layer `logits` before the softmax; its views are `keras.Model(model.inputs, [...])`, the
+  keras-io Grad-CAM way;
+* a trained classifier (`pixels -> body -> head -> probabilities`): `lib.models.classifier_parts`
+  gives `(body, head)` with `head(body(pixels))` = logits, whichever way the run was saved; a
+  feature map is the body's output, or a layer inside the body through
+  `keras.Model(body.inputs, [body.get_layer(name).output, body.output])`.
 
-`ModelProbe` hides the difference: it builds the logits model and the feature-map models once, and
-keeps the compiled `tf.function` steps of attacks and ideal images, so they are traced once per model
-and input shape, not once per call. Build one probe per model and keep it (the CLI builds one per
-process, the page caches one per model).
+A model with neither (no `logits` layer, no body and head) is differentiated through the log of its
+probabilities, which has the same argmax and cross-entropy.
+
+`ModelProbe` builds these views and keeps the compiled `tf.function` steps of attacks, ideal images
+and Grad-CAM, so they are traced once per model and input shape, not once per call. One probe may be
+shared by every session of a server (the page caches one per backbone): its lazily filled cache is
+guarded by a lock, and nothing else in it changes after construction.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import keras
@@ -23,32 +30,26 @@ import numpy as np
 import tensorflow as tf
 
 from lib.errors import TransferLabError
+from lib.models import BODY_NAME, HEAD_NAME, LOGITS_NAME, classifier_parts
 
-LOGITS_LAYER = "logits"
-PROBABILITIES_LAYER = "probabilities"
-# The registry's name for a backbone's final feature map (the last cut point).
-FEATURE_LAYER = "top_activation"
 # Added to probabilities before the log when a model's logits cannot be reached.
 LOG_EPSILON = 1e-12
+# Feature-map layers listed in an error message about an unknown layer.
+LAYERS_IN_ERRORS = 8
 
 
-def outer_output(layer: keras.Layer):
-    """The symbolic output of `layer` as called in its parent graph (nested models included)."""
-    nodes = getattr(layer, "_inbound_nodes", None) or []
-    if nodes:
-        tensors = nodes[0].output_tensors
-        return tensors[0] if len(tensors) == 1 else tensors
-    return layer.output
+def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """`(body, head-to-logits)` of a trained classifier, or None for any other model."""
+    names = {layer.name for layer in model.layers}
+    if BODY_NAME in names and HEAD_NAME in names:
+        return classifier_parts(model)
+    return None
 
 
-def nested_models(model: keras.Model) -> list[keras.Model]:
-    """The top-level layers of `model` that are themselves models (a run's body and head)."""
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
-
-
-def has_layer(model: keras.Model, name: str) -> bool:
-    """True when `model` has a top-level layer called `name`."""
-    return any(layer.name == name for layer in model.layers)
+def feature_owner(model: keras.Model) -> keras.Model:
+    """The graph that holds the feature maps: a trained classifier's body, else the model itself."""
+    parts = split_classifier(model)
+    return parts[0] if parts is not None else model
 
 
 def is_map(tensor) -> bool:
@@ -61,202 +62,58 @@ def is_spatial_map(tensor) -> bool:
     return is_map(tensor) and not (tensor.shape[1] == 1 and tensor.shape[2] == 1)
 
 
-def logits_submodel(layer: keras.Layer) -> keras.Model | None:
-    """For a nested head holding a `logits` layer: its inputs -> those logits; else None."""
-    if isinstance(layer, keras.Model) and has_layer(layer, LOGITS_LAYER):
-        return keras.Model(layer.inputs, layer.get_layer(LOGITS_LAYER).output,
-                           name=f"{layer.name}_logits")
-    return None
+def map_layers(owner: keras.Model) -> list[keras.Layer]:
+    """The top-level layers of `owner` with one (B, H, W, C) output, bottom to top."""
+    return [layer for layer in owner.layers
+            if not isinstance(layer, (keras.layers.InputLayer, keras.Model))
+            and not isinstance(layer.output, (list, tuple)) and is_map(layer.output)]
 
 
-def replay(model: keras.Model, pixels, substitutes: dict[int, Callable]) -> dict[int, object]:
-    """Re-applies the top-level graph of `model` to a new symbolic input, swapping some layers.
-
-    Args:
-        model: a functional model with one input.
-        pixels: the new input tensor.
-        substitutes: `id(layer) -> fn(*args)` used instead of calling that layer.
-
-    Returns:
-        `id(original symbolic tensor) -> new tensor`, for every tensor of the top-level graph.
-    """
-    mapping: dict[int, object] = {id(model.inputs[0]): pixels}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        # A layer may sit in several graphs (a head reused by two classifiers): take this one's node.
-        node = next((n for n in layer._inbound_nodes
-                     if all(id(t) in mapping for t in n.input_tensors)), None)
-        if node is None:
-            continue
-        args, kwargs = node.arguments.fill_in(mapping)
-        if id(layer) in substitutes:
-            outputs = substitutes[id(layer)](*args)
-        elif isinstance(layer, keras.Model):
-            outputs = layer(*args, training=False)
-        else:
-            outputs = layer(*args, **kwargs)
-        flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for old, new in zip(node.output_tensors, flat, strict=True):
-            mapping[id(old)] = new
-    return mapping
-
-
-def build_logits_model(model: keras.Model) -> tuple[keras.Model, bool]:
-    """Pixels -> class scores, sharing the model's layers.
-
-    Args:
-        model: a TransferLab classifier.
-
-    Returns:
-        `(scores_model, are_logits)`: the `logits` layer's output, at the top level or inside a
-        nested head (`are_logits=True`); failing both, the log of the probabilities
-        (`are_logits=False`), which has the same argmax and cross-entropy.
-    """
-    if has_layer(model, LOGITS_LAYER):
-        logits = model.get_layer(LOGITS_LAYER).output
-        return keras.Model(model.inputs, logits, name=f"{model.name}_logits"), True
-    heads = {id(layer): sub for layer in nested_models(model)
-             if (sub := logits_submodel(layer)) is not None}
-    if len(model.inputs) == 1 and len(heads) == 1:
-        pixels = keras.Input(model.inputs[0].shape[1:], name="pixels")
-        substitutes = {key: (lambda x, sub=sub: sub(x, training=False)) for key, sub in heads.items()}
-        mapping = replay(model, pixels, substitutes)
-        out = mapping.get(id(model.outputs[0]))
-        if out is not None:
-            return keras.Model(pixels, out, name=f"{model.name}_logits"), True
-    inputs = model.inputs
-    probs = model(inputs[0])
-    log_probs = keras.layers.Lambda(lambda p: keras.ops.log(p + LOG_EPSILON), name="log_probs")(probs)
-    return keras.Model(inputs, log_probs, name=f"{model.name}_log_probs"), False
-
-
-def find_feature_layer(model: keras.Model) -> tuple[keras.Model, str]:
-    """Finds the last convolutional feature map, in the top-level graph or in a nested body.
-
-    Args:
-        model: a TransferLab classifier.
-
-    Returns:
-        `(owner, layer_name)`: the model whose graph holds the layer (`model` itself for a flat
-        backbone, the nested body for a trained run) and the layer's name.
+def default_feature_layer(model: keras.Model) -> str:
+    """The last layer with a spatial feature map (for the Lite backbones, `top_activation`).
 
     Raises:
         TransferLabError: no layer outputs a (B, H, W, C) map (e.g. a feature-vector body).
     """
-    if has_layer(model, FEATURE_LAYER) and is_spatial_map(model.get_layer(FEATURE_LAYER).output):
-        return model, FEATURE_LAYER
-    for layer in reversed(model.layers):
-        if isinstance(layer, keras.Model):
-            out = outer_output(layer)
-            if not isinstance(out, (list, tuple)) and is_spatial_map(out):
-                return layer, find_feature_layer(layer)[1]
-            continue
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        out = layer.output
-        if not isinstance(out, (list, tuple)) and is_spatial_map(out):
-            return model, layer.name
-    raise TransferLabError(
-        f"Model `{model.name}` has no convolutional feature map (its body outputs a vector), "
-        "so Grad-CAM and channel images cannot be computed for it."
-    )
+    spatial = [layer.name for layer in map_layers(feature_owner(model))
+               if is_spatial_map(layer.output)]
+    if not spatial:
+        raise TransferLabError(
+            f"Model `{model.name}` has no convolutional feature map (its body outputs a vector), "
+            "so Grad-CAM and channel images cannot be computed for it."
+        )
+    return spatial[-1]
 
 
 def layer_names_with_maps(model: keras.Model) -> list[str]:
-    """Names of layers with (B, H, W, C) outputs, searching a nested body if there is one."""
-    owner, _ = find_feature_layer(model)
-    names = []
-    for layer in owner.layers:
-        if isinstance(layer, (keras.layers.InputLayer, keras.Model)):
-            continue
-        out = layer.output
-        if not isinstance(out, (list, tuple)) and is_map(out):
-            names.append(layer.name)
-    return names
-
-
-def build_map_and_scores_model(model: keras.Model, layer: str | None = None) -> keras.Model:
-    """Pixels -> [feature map at `layer`, class scores], in one graph, for Grad-CAM.
-
-    Works for a flat backbone (the layer is in the top-level graph) and for a trained run (the layer
-    is inside the nested body model: the body's own graph is re-wired so the map and the head's
-    scores come out of one forward pass).
-
-    Args:
-        model: a TransferLab classifier.
-        layer: a layer name with a (B, H, W, C) output; defaults to the last such layer (for the Lite
-            backbones, `top_activation`).
-
-    Returns:
-        A model with two outputs: `(B, h, w, C)` and `(B, num_classes)`.
+    """Names of layers with (B, H, W, C) outputs: a trained classifier's body layers, else the model's.
 
     Raises:
-        TransferLabError: `layer` is unknown or not a feature map, or the model has no map.
+        TransferLabError: the model has no spatial feature map at all.
     """
-    owner, default = find_feature_layer(model)
-    name = layer or default
+    default_feature_layer(model)
+    return [layer.name for layer in map_layers(feature_owner(model))]
+
+
+def get_map_layer(model: keras.Model, name: str) -> keras.Layer:
+    """The feature-map layer `name` of a model (inside the body of a trained classifier).
+
+    Raises:
+        TransferLabError: no such layer, or its output is not a (B, H, W, C) map.
+    """
+    owner = feature_owner(model)
     try:
-        target = owner.get_layer(name)
+        layer = owner.get_layer(name)
     except ValueError as e:
+        known = ", ".join(layer.name for layer in map_layers(owner)[-LAYERS_IN_ERRORS:])
         raise TransferLabError(
             f"Received `layer={name}`; model `{model.name}` has no such layer. Feature-map layers: "
-            f"{', '.join(layer_names_with_maps(model)[-8:])}."
+            f"{known}."
         ) from e
-    if owner is model:
-        feature = target.output
-        if not is_map(feature):
-            raise TransferLabError(f"Received `layer={name}`, whose output is not a feature map.")
-        scores_model, _ = build_logits_model(model)
-        return keras.Model(model.inputs, [feature, scores_model.output], name=f"{model.name}_cam")
-    # Nested body: rebuild it with two outputs (the map and its usual output), then replay the
-    # outer graph on a fresh input with the body (and a nested head, for its logits) swapped in.
-    body_two = keras.Model(owner.inputs, [target.output, owner.outputs[0]], name=f"{owner.name}_cam")
-    pixels = keras.Input(model.inputs[0].shape[1:], name="pixels")
-    captured = {}
-
-    def body_call(x):
-        captured["map"], body_out = body_two(x, training=False)
-        return body_out
-
-    substitutes = {id(owner): body_call}
-    for layer in nested_models(model):
-        sub = logits_submodel(layer)
-        if sub is not None and layer is not owner:
-            substitutes[id(layer)] = lambda x, sub=sub: sub(x, training=False)
-    mapping = replay(model, pixels, substitutes)
-    top = model.get_layer(LOGITS_LAYER).output if has_layer(model, LOGITS_LAYER) else model.outputs[0]
-    scores = mapping.get(id(top))
-    if scores is None or "map" not in captured:
-        raise TransferLabError(f"Could not trace model `{model.name}` from its body to its output.")
-    if not has_any_logits(model):
-        scores = keras.layers.Lambda(lambda p: keras.ops.log(p + LOG_EPSILON), name="log_probs")(scores)
-    return keras.Model(pixels, [captured["map"], scores], name=f"{model.name}_cam")
-
-
-def has_any_logits(model: keras.Model) -> bool:
-    """True when a `logits` layer sits at the top level or in a nested model."""
-    return has_layer(model, LOGITS_LAYER) or any(
-        logits_submodel(layer) is not None for layer in nested_models(model))
-
-
-def build_layer_model(model: keras.Model, layer: str) -> keras.Model:
-    """Pixels -> the output of `layer`, for channel visualisation (flat or nested body).
-
-    Raises:
-        TransferLabError: no such layer.
-    """
-    if has_layer(model, layer) and not isinstance(model.get_layer(layer), keras.Model):
-        return keras.Model(model.inputs, model.get_layer(layer).output, name=f"to_{layer}")
-    owner, _ = find_feature_layer(model)
-    try:
-        target = owner.get_layer(layer)
-    except ValueError as e:
-        raise TransferLabError(
-            f"Received `layer={layer}`; model `{model.name}` has no such layer. Feature-map "
-            f"layers: {', '.join(layer_names_with_maps(model)[-8:])}."
-        ) from e
-    return keras.Model(owner.inputs, target.output, name=f"to_{layer}")
+    if isinstance(layer, keras.Model) or isinstance(layer.output, (list, tuple)) or not is_map(
+            layer.output):
+        raise TransferLabError(f"Received `layer={name}`, whose output is not a feature map.")
+    return layer
 
 
 class ModelProbe:
@@ -265,7 +122,7 @@ class ModelProbe:
     Attributes:
         model: the classifier (pixels in [0, 255] -> probabilities); shared and never modified.
         labels: class names, one per output.
-        scores: pixels -> logits (or log-probabilities when the logits are hidden), shape (B, K).
+        are_logits: True when `scores` are the model's logits, False for log-probabilities.
         input_size: the square input side S.
         num_classes: K.
     """
@@ -278,37 +135,105 @@ class ModelProbe:
             )
         self.model = model
         self.labels = tuple(labels)
-        self.scores, self.are_logits = build_logits_model(model)
         self.input_size = int(shape[1])
-        self.num_classes = int(self.scores.outputs[0].shape[-1])
+        self._parts = split_classifier(model)
+        self._logits_model = None
+        if self._parts is None and any(layer.name == LOGITS_NAME for layer in model.layers):
+            self._logits_model = keras.Model(model.inputs, model.get_layer(LOGITS_NAME).output,
+                                             name=f"{model.name}_logits")
+        self.are_logits = self._parts is not None or self._logits_model is not None
+        if self._parts is not None:
+            self.num_classes = int(self._parts[1].outputs[0].shape[-1])
+        else:
+            self.num_classes = int(model.outputs[0].shape[-1])
         if len(self.labels) != self.num_classes:
             raise TransferLabError(
                 f"The model has {self.num_classes} outputs but {len(self.labels)} labels were given."
             )
-        self._compiled: dict[tuple, Callable] = {}
-        self._models: dict[tuple, keras.Model] = {}
+        # Sessions of one server share a probe: two may ask for the same step at once. Re-entrant,
+        # because building a compiled step asks for the views it closes over.
+        self._lock = threading.RLock()
+        self._cache: dict[tuple, object] = {}
+
+    def cached(self, key: tuple, build: Callable[[], object]) -> object:
+        """Returns the object stored under `key`, building it (once, under the lock) on first use."""
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build()
+            return self._cache[key]
 
     def compiled(self, key: tuple, build: Callable[[], Callable]) -> Callable:
         """Returns the compiled step stored under `key`, building it on first use."""
-        if key not in self._compiled:
-            self._compiled[key] = build()
-        return self._compiled[key]
+        return self.cached(("step", *key), build)
 
-    def cam_model(self, layer: str | None = None) -> keras.Model:
-        """Pixels -> [feature map, scores], built once per layer."""
-        key = ("cam", layer)
-        if key not in self._models:
-            self._models[key] = build_map_and_scores_model(self.model, layer)
-        return self._models[key]
+    def from_probabilities(self, probs: tf.Tensor) -> tf.Tensor:
+        """Log-probabilities: the scores of a model whose logits cannot be reached."""
+        return keras.ops.log(probs + LOG_EPSILON)
+
+    def scores(self, pixels: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Class scores for pixels (B, S, S, 3): the logits (or log-probabilities), shape (B, K).
+
+        Differentiable; call it inside a `tf.GradientTape`.
+        """
+        if self._parts is not None:
+            body, head = self._parts
+            return head(body(pixels, training=training), training=training)
+        if self._logits_model is not None:
+            return self._logits_model(pixels, training=training)
+        return self.from_probabilities(self.model(pixels, training=training))
 
     def layer_model(self, layer: str) -> keras.Model:
-        """Pixels -> the output of `layer`, built once per layer."""
-        key = ("layer", layer)
-        if key not in self._models:
-            self._models[key] = build_layer_model(self.model, layer)
-        return self._models[key]
+        """Pixels -> the output of feature-map `layer`, built once per layer.
+
+        Raises:
+            TransferLabError: no such layer, or not a feature map.
+        """
+        def build() -> keras.Model:
+            target = get_map_layer(self.model, layer)
+            owner = feature_owner(self.model)
+            return keras.Model(owner.inputs, target.output, name=f"to_{layer}")
+
+        return self.cached(("layer", layer), build)
+
+    def map_and_scores(self, layer: str | None = None) -> Callable:
+        """A function pixels (B, S, S, 3) -> (feature map (B, h, w, C), scores (B, K)), for Grad-CAM.
+
+        Args:
+            layer: a feature-map layer; defaults to `default_feature_layer(model)`.
+
+        Raises:
+            TransferLabError: unknown layer, not a feature map, or no feature map at all.
+        """
+        return self.cached(("map_and_scores", layer), lambda: self.build_map_and_scores(layer))
+
+    def build_map_and_scores(self, layer: str | None) -> Callable:
+        """Builds what `map_and_scores` returns (no caching)."""
+        name = layer or default_feature_layer(self.model)
+        target = get_map_layer(self.model, name)
+        if self._parts is not None:
+            body, head = self._parts
+            if body.layers[-1] is target:  # the feature map is the body's output
+                def body_map(pixels):
+                    features = body(pixels, training=False)
+                    return features, head(features, training=False)
+                return body_map
+            two = keras.Model(body.inputs, [target.output, body.outputs[0]], name=f"{name}_and_body")
+
+            def inner_map(pixels):
+                maps, features = two(pixels, training=False)
+                return maps, head(features, training=False)
+            return inner_map
+        top = self._logits_model.outputs[0] if self._logits_model is not None else (
+            self.model.outputs[0])
+        grad_model = keras.Model(self.model.inputs, [target.output, top], name=f"{name}_cam")
+
+        def flat_map(pixels):
+            maps, out = grad_model(pixels, training=False)
+            return maps, out if self.are_logits else self.from_probabilities(out)
+        return flat_map
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Softmax probabilities for pixels `(B, S, S, 3)` -> `(B, K)` (float64 for stable sums)."""
-        scores = self.scores(tf.convert_to_tensor(images, tf.float32), training=False)
+        forward = self.compiled(("scores",), lambda: tf.function(self.scores, reduce_retracing=True))
+        scores = forward(tf.convert_to_tensor(images, tf.float32))
         return tf.nn.softmax(tf.cast(scores, tf.float64), axis=-1).numpy()

@@ -1,12 +1,14 @@
-"""Figures for the model zoo: accuracy against measured latency, with the Pareto front."""
+"""The model zoo for people: accuracy against measured latency with the Pareto front, and the table
+with the headers the page shows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
 import plotly.graph_objects as go
 
-from lib.zoo import pareto_front
+from lib.zoo.table import pareto_front
 
 WEIGHT_COLORS = {
     "offline": "#10b981",
@@ -21,6 +23,23 @@ AXIS_LABELS = {
     "latency_ms_b32": "Latency, batch 32 (ms per image, measured here)",
     "top1": "Published ImageNet top-1 (%)",
     "top5": "Published ImageNet top-5 (%)",
+}
+# Flat-row column -> header shown to people, in display order.
+DISPLAY_COLUMNS = {
+    "name": "Backbone",
+    "family": "Family",
+    "input_size": "Input px",
+    "params_m": "Params (M)",
+    "depth": "Depth",
+    "size_mb": "Size (MB)",
+    "top1": "Top-1 % (published)",
+    "top5": "Top-5 % (published)",
+    "latency_ms_b1": "ms/img b1",
+    "latency_ms_b32": "ms/img b32",
+    "throughput_b32": "img/s b32",
+    "peak_mem_mb": "Peak mem (MB)",
+    "weights": "Weights",
+    "feature_dim": "Feature dim",
 }
 
 
@@ -85,3 +104,33 @@ def make_zoo_scatter_figure(rows: Sequence[dict], x: str = "latency_ms_b1", y: s
         fig.add_annotation(text="Nothing measured yet: press Re-measure.", showarrow=False,
                            xref="paper", yref="paper", x=0.5, y=0.5)
     return fig
+
+
+def display_table(table: dict, other_tables: Sequence[dict] = ()) -> pd.DataFrame:
+    """The zoo as a pandas DataFrame for display, one row per backbone, headers for people.
+
+    Args:
+        table: `lib.zoo.zoo_table(...)`.
+        other_tables: zoo caches from other devices (`lib.zoo.list_zoo_caches()`); each adds a
+            "ms/img b32 (<device>)" column, so CPU and GPU timings sit side by side.
+
+    Returns:
+        A DataFrame with the `DISPLAY_COLUMNS` headers (plus one column per other device).
+        `Weights` says "random (timed)" where latency was measured without pretrained weights.
+    """
+    records = []
+    for row in table["rows"]:
+        record = {**row, "params_m": None if row.get("params") is None else round(row["params"] / 1e6, 2)}
+        if row.get("measured_pretrained") is False and row.get("latency_ms_b1") is not None:
+            record["weights"] = f"{row['weights']} (timed with random weights)"
+        records.append(record)
+    frame = pd.DataFrame(records, columns=list(DISPLAY_COLUMNS)).rename(columns=DISPLAY_COLUMNS)
+    current = table["fingerprint"].get("key")
+    for other in other_tables:
+        if other["fingerprint"].get("key") == current:
+            continue
+        label = f"ms/img b32 ({other['fingerprint'].get('device', 'other device')})"
+        timings = {n: (r.get("timings") or {}).get("32", {}).get("median_ms_per_image")
+                   for n, r in other["rows"].items()}
+        frame[label] = [timings.get(n) for n in frame["Backbone"]]
+    return frame

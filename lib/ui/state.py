@@ -28,6 +28,7 @@ FALLBACK_DATA = "builtin:faces"
 # ----- keys, namespaced by the page that owns them ------------------------------------------------
 ZOO_SELECTION = "zoo_selection"  # str: the session's backbone name
 ZOO_MEASURE_JOB = "zoo_measure_job"  # Job running lib.zoo.measure_zoo
+ZOO_HUB_HANDLES = "zoo_hub_handles"  # list[str]: TF Hub handles this session added (never global)
 DATA_SPEC = "data_spec"  # str: "builtin:NAME", a folder path, a zip path or "tfds:NAME"
 DATA_SPLIT = "data_split"  # dict: {"val": float, "test": float, "seed": int}
 DATA_AUGMENT = "data_augment"  # lib.data.augment.AugmentConfig or None
@@ -116,6 +117,16 @@ def current_backbone_name() -> str:
 def set_backbone(name: str) -> None:
     """Selects the session's backbone. A trained head belongs to its backbone, so it stays as is."""
     st.session_state[ZOO_SELECTION] = name
+
+
+def hub_handles() -> list[str]:
+    """The TF Hub handles this session added on the Zoo page (each visitor has their own)."""
+    return list(st.session_state.get(ZOO_HUB_HANDLES) or [])
+
+
+def add_hub_handle(handle: str) -> None:
+    if handle not in hub_handles():
+        st.session_state[ZOO_HUB_HANDLES] = [*hub_handles(), handle]
 
 
 def current_backbone() -> Backbone:

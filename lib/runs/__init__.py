@@ -10,9 +10,13 @@
         checkpoints/    head.weights.h5 (best epoch of the frozen phase), model.keras (fine-tuning)
         tb/             TensorBoard logs, one folder per phase
 
-Every file is written atomically. A run whose process died (a server restart mid-run) still says
-"running" on disk; `read_status` sees the dead pid or the stale heartbeat and reports it as
-"interrupted", and `load_trained_model` falls back to its last checkpoint.
+Every file is written atomically, and only by this package: training code hands a
+`lib.runs.recorder.RunRecorder` what to keep (its context manager starts, finishes or fails the run
+and keeps a heartbeat; its Keras callback keeps the history and the best checkpoint on disk while a
+phase trains). A run whose process
+died (a server restart mid-run) still says "running" on disk; `read_status` sees the dead pid or the
+stale heartbeat and reports it as "interrupted", and `load_trained_model` falls back to its last
+checkpoint.
 """
 
 from __future__ import annotations
@@ -31,12 +35,8 @@ import pandas as pd
 
 from lib.errors import TransferLabError
 from lib.paths import atomic_write_text, runs_dir
+from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
 
-RUNNING = "running"
-DONE = "done"
-STOPPED = "stopped"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
 STATUSES = (RUNNING, DONE, STOPPED, FAILED, INTERRUPTED)
 
 CONFIG_FILE = "config.json"
@@ -51,12 +51,16 @@ MODEL_CHECKPOINT = "model.keras"
 TB_DIR = "tb"
 HISTORY_COLUMNS = ("phase", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 # A running run whose heartbeat is older than this is treated as dead even if its pid exists
-# (pids are reused). Training beats at least every HEARTBEAT_SECONDS, also inside long epochs.
+# (pids are reused). A recorder's timer thread beats every HEARTBEAT_SECONDS, whatever training does.
 HEARTBEAT_SECONDS = 10.0
 STALE_AFTER_SECONDS = 300.0
+# History and best-checkpoint writes at most this often, so a fast feature-cache epoch
+# (milliseconds) is not dominated by fsyncs; the last state is always flushed at phase end.
+WRITE_INTERVAL_S = 2.0
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The time now in UTC, ISO 8601 to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -101,6 +105,11 @@ def new_run_dir(config, root: Path | None = None) -> Path:
     raise TransferLabError(f"Could not create a new run folder under {root}.")
 
 
+def make_run_dir(run_dir: Path | str | None, config) -> Path:
+    """`prepare_run_dir(run_dir)`, or `new_run_dir(config)` when `run_dir` is None."""
+    return prepare_run_dir(run_dir) if run_dir is not None else new_run_dir(config)
+
+
 def prepare_run_dir(run_dir: Path | str) -> Path:
     """Checks that a user-chosen run folder is new or empty, and creates it.
 
@@ -134,8 +143,8 @@ def write_status(run_dir: Path, status: str, **extra) -> dict:
     """
     previous = read_json(Path(run_dir) / STATUS_FILE) or {}
     value = {**previous, **extra, "status": status, "pid": os.getpid(),
-             "host": socket.gethostname(), "heartbeat": time.time(), "updated": _now()}
-    value.setdefault("started", _now())
+             "host": socket.gethostname(), "heartbeat": time.time(), "updated": utc_now()}
+    value.setdefault("started", utc_now())
     write_json(Path(run_dir) / STATUS_FILE, value)
     return value
 
@@ -210,6 +219,11 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
 
 
 # ----- reading -----------------------------------------------------------------------------------
+
+
+def read_config(run_dir: Path) -> dict:
+    """The run's `config.json`, or {} when it has none (yet)."""
+    return read_json(Path(run_dir) / CONFIG_FILE) or {}
 
 
 def read_labels(run_dir: Path) -> list[str]:

@@ -1,0 +1,54 @@
+"""Training: a head on a frozen body, optional fine-tuning, and the from-scratch baseline.
+
+    config.py     `TrainConfig` (the one place defaults live) and its validation
+    callbacks.py  small Keras callbacks, one job each, and `TrainCallbacks` (progress functions)
+    inputs.py     backbone and data loading, the split, seeded batches
+    engine.py     the run context, compiling, one phase's `fit`, evaluation and metrics
+    fast_path.py  training on cached features (frozen) and cached activations (fine-tuning)
+    phases.py     `train`, `fine_tune`, `train_from_scratch`
+    resume.py     `load_train_result`: a saved run, ready to fine-tune
+
+Run folders are written by `lib.runs.recorder.RunRecorder`, never by the training code itself.
+"""
+
+from lib.training.callbacks import (
+    BatchNormRecalibration,
+    BestWeights,
+    EpochLog,
+    EpochSummaries,
+    ProgressReporter,
+    StopOnEvent,
+    TrainCallbacks,
+    TrainingStopped,
+    recalibrate_batchnorm,
+)
+from lib.training.config import (
+    FINE_TUNE,
+    FROZEN,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    OPTIMIZERS,
+    SCRATCH,
+    TrainConfig,
+    feature_cache_reason,
+)
+from lib.training.engine import TrainResult, compile_model, fit_phase, make_optimizer
+from lib.training.fast_path import FAST_STEPS_PER_EXECUTION, ArrayValidation
+from lib.training.inputs import (
+    epoch_orders,
+    feature_dataset,
+    one_hot,
+    pixel_dataset,
+    steps_per_epoch,
+)
+from lib.training.phases import fine_tune, train, train_from_scratch
+from lib.training.resume import load_train_result
+
+__all__ = [
+    "FAST_STEPS_PER_EXECUTION", "FINE_TUNE", "FROZEN", "MAX_BATCH_SIZE", "MAX_EPOCHS", "OPTIMIZERS",
+    "SCRATCH", "ArrayValidation", "BatchNormRecalibration", "BestWeights", "EpochLog",
+    "EpochSummaries", "ProgressReporter", "StopOnEvent", "TrainCallbacks", "TrainConfig",
+    "TrainResult", "TrainingStopped", "compile_model", "epoch_orders", "feature_cache_reason",
+    "feature_dataset", "fine_tune", "fit_phase", "load_train_result", "make_optimizer", "one_hot",
+    "pixel_dataset", "recalibrate_batchnorm", "steps_per_epoch", "train", "train_from_scratch",
+]

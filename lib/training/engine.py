@@ -1,0 +1,246 @@
+"""What the phases share: the run context, compiling, one phase's `fit`, evaluation and metrics."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from lib.data.pipeline import make_dataset
+from lib.data.sources import ImageRecord
+from lib.data.split import Split
+from lib.errors import TransferLabError
+from lib.evaluate import summarize_predictions
+from lib.models import count_params
+from lib.progress import ProgressFn
+from lib.runs.recorder import RunRecorder
+from lib.training.callbacks import (
+    BestWeights,
+    EpochLog,
+    EpochSummaries,
+    ProgressReporter,
+    StopOnEvent,
+    TrainCallbacks,
+    TrainingStopped,
+)
+from lib.training.config import OPTIMIZERS, TrainConfig
+
+SGD_MOMENTUM = 0.9
+EVAL_BATCH = 64
+
+
+@dataclass
+class TrainResult:
+    """What a training call produced.
+
+    Attributes:
+        run_dir: the run folder.
+        model: the classifier (body + head + softmax) in memory, for fine-tuning and prediction.
+        class_names: names in label order.
+        history: one row per epoch: phase, epoch, loss, accuracy, val_loss, val_accuracy,
+            seconds, lr.
+        metrics: what `metrics.json` holds (evaluation, parameter counts, per-phase summaries).
+        stopped: the stop event ended training early.
+        used_feature_cache: the frozen phase trained on cached features.
+        feature_cache_reason: why the cache was not used ("" when it was).
+        config: the config this run used (fine-tuning settings included once fine-tuned).
+        split: the records of each split.
+        pretrained: whether the backbone weights were pretrained.
+    """
+
+    run_dir: Path
+    model: keras.Model
+    class_names: list[str]
+    history: pd.DataFrame
+    metrics: dict
+    stopped: bool
+    used_feature_cache: bool
+    feature_cache_reason: str
+    config: TrainConfig = field(default_factory=TrainConfig)
+    split: Split | None = None
+    pretrained: bool = True
+
+
+@dataclass
+class Context:
+    """What the phases of one run share."""
+
+    config: TrainConfig
+    pretrained: bool
+    image_size: int
+    class_names: list[str]
+    split: Split
+    recorder: RunRecorder
+    callbacks: TrainCallbacks
+    stop_event: threading.Event | None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.recorder.run_dir
+
+    def stopped(self) -> bool:
+        return self.stop_event is not None and self.stop_event.is_set()
+
+    def extract_progress(self) -> ProgressFn:
+        """Reports extraction to the caller's `on_extract` and to the run's status."""
+        def on_progress(done: int, total: int, message: str = "") -> None:
+            if self.callbacks.on_extract:
+                self.callbacks.on_extract(done, total)
+            self.recorder.note(extracted=done, to_extract=total)
+        return on_progress
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """Returns a fresh optimizer by name ("adam", "sgd" with momentum 0.9, "rmsprop")."""
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=SGD_MOMENTUM)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    raise TransferLabError(f"Received `optimizer={name!r}`; use one of {', '.join(OPTIMIZERS)}.")
+
+
+def compile_model(model: keras.Model, config: TrainConfig, learning_rate: float,
+                  steps_per_execution: int = 1, *, from_logits: bool = True) -> None:
+    """Compiles with the config's optimizer, label-smoothed cross-entropy and accuracy.
+
+    Args:
+        model: what `fit` trains: a head or a logits model (`lib.models.build_logits_model`).
+        config: the optimizer and label smoothing.
+        learning_rate: the rate.
+        steps_per_execution: batches per compiled call. Defaults to 1.
+        from_logits: the model outputs logits. Defaults to True; False only for a model that
+            ends in a softmax (the loss then reads probabilities).
+    """
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits,
+                                                  label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
+    )
+
+
+@dataclass
+class PhaseWatch:
+    """The callbacks that watched one phase's `fit`, and what they saw."""
+
+    log: EpochLog
+    best: BestWeights
+    stop: StopOnEvent
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.log.rows
+
+    def history(self) -> pd.DataFrame:
+        return self.log.history()
+
+    def summary(self) -> dict:
+        """Per-phase facts for `metrics.json`."""
+        best = next((r for r in self.log.rows if r["epoch"] == self.best.best_epoch), None)
+        if best is None and self.best.baseline is not None:
+            best = self.best.baseline  # no epoch beat the starting point, whose weights were kept
+        return {
+            "epochs": len(self.log.rows),
+            "best_epoch": self.best.best_epoch,
+            "improved": best is not None and best is not self.best.baseline,
+            "val_loss": best["val_loss"] if best else None,
+            "val_accuracy": best["val_accuracy"] if best else None,
+            "seconds": float(sum(r["seconds"] for r in self.log.rows)),
+            "early_stopped": self.best.early_stopped,
+            "stopped": self.stop.stopped,
+        }
+
+
+def fit_phase(ctx: Context, model: keras.Model, dataset: tf.data.Dataset, *, phase: str,
+              epochs: int, steps: int, lr: float, save_checkpoint: Callable[[], None],
+              previous: pd.DataFrame | None = None, baseline: dict | None = None,
+              validation_data: tf.data.Dataset | None = None,
+              first: Sequence[keras.callbacks.Callback] = ()) -> PhaseWatch:
+    """`model.fit` for one phase with its callbacks; a stop request ends it quietly.
+
+    Args:
+        ctx: the run.
+        model: the compiled model to fit (it outputs logits).
+        dataset: every epoch's batches, in order (`steps` per epoch).
+        phase: "frozen", "fine_tune" or "scratch".
+        epochs: epochs to run.
+        steps: batches per epoch.
+        lr: the learning rate (a history column).
+        save_checkpoint: writes the run's checkpoint from the model's current weights.
+        previous: the history before this phase. Defaults to None.
+        baseline: a starting point the phase must beat (see `BestWeights`). Defaults to None.
+        validation_data: batches Keras validates on. Defaults to None.
+        first: callbacks that run before the rest (validation on cached arrays, BatchNorm
+            recalibration), so the others see their results. Defaults to ().
+
+    Returns:
+        The `PhaseWatch`; the model holds the best epoch's weights.
+    """
+    log = EpochLog(phase, lr, previous)
+    watch = PhaseWatch(log, BestWeights(ctx.config.early_stopping_patience, log.epoch_offset, baseline),
+                       StopOnEvent(ctx.stop_event))
+    if epochs == 0:
+        return watch
+    ctx.recorder.note(phase=phase)
+    callbacks = [
+        *first, log, watch.best, ProgressReporter(ctx.callbacks, log, epochs=epochs, batches=steps),
+        watch.stop,
+        ctx.recorder.callback(history=log.history, best_weights=lambda: watch.best.best_weights,
+                              save_checkpoint=save_checkpoint),
+        EpochSummaries(ctx.recorder.tensorboard_dir(phase), log.epoch_offset),
+    ]
+    try:
+        model.fit(dataset, epochs=epochs, steps_per_epoch=steps, validation_data=validation_data,
+                  callbacks=callbacks, shuffle=False, verbose=0)
+    except TrainingStopped:
+        for callback in callbacks:  # Keras skips them when fit raises: restore, flush, close
+            callback.on_train_end()
+    return watch
+
+
+def evaluation_records(split: Split) -> tuple[str, tuple[ImageRecord, ...]]:
+    """The held-out images a run is scored on: the test split, or validation without one."""
+    return ("test", split.test) if split.test else ("val", split.val)
+
+
+def evaluate(ctx: Context, predict: Callable[[Sequence[ImageRecord]], np.ndarray]) -> dict:
+    """Scores `predict(records) -> probabilities` on the evaluation split."""
+    name, records = evaluation_records(ctx.split)
+    report = summarize_predictions(predict(records), records, ctx.class_names)
+    return {"split": name, **report}
+
+
+def pixel_predictor(model: keras.Model, ctx: Context) -> Callable[[Sequence[ImageRecord]], np.ndarray]:
+    """`predict(records) -> probabilities` with the classifier on decoded pixels."""
+    def predict(records: Sequence[ImageRecord]) -> np.ndarray:
+        dataset = make_dataset(records, ctx.num_classes, ctx.image_size, EVAL_BATCH, cache=False)
+        return np.concatenate([np.asarray(model(x, training=False)) for x, _ in dataset])
+    return predict
+
+
+def build_metrics(ctx: Context, model: keras.Model, phases: dict, evaluation: dict | None,
+                  extra: dict | None = None) -> dict:
+    """What `metrics.json` holds: the last phase's best validation scores, counts, phases, evaluation."""
+    last = next(reversed([p for p in phases.values() if p.get("val_accuracy") is not None]), {})
+    return {
+        "val_accuracy": last.get("val_accuracy"),
+        "val_loss": last.get("val_loss"),
+        "params": count_params(model),
+        "phases": phases,
+        "evaluation": evaluation,
+        "pretrained": ctx.pretrained,
+        **(extra or {}),
+    }
