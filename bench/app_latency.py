@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench import _common as common  # noqa: E402
-from tests.test_browser import (  # noqa: E402
+from tests.browser_driver import (  # noqa: E402
     NAV_PAGES,
     browser_missing,
     click_button,

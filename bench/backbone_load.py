@@ -4,7 +4,7 @@ In one fresh process, with an empty TransferLab cache:
 
 1. cold: `load_backbone("efficientnet_lite0")` reads the torch pickle, converts and caches it;
 2. warm: the same call again reads the converted `.weights.h5` (no torch file);
-3. cached fetch: `lib.ui_state.get_backbone` (an `st.cache_resource`) called twice; the second call
+3. cached fetch: `lib.ui.resources.get_backbone` (an `st.cache_resource`) called twice; the second call
    is the in-process hit every page rerun pays. Outside a Streamlit server the decorated function
    still caches (in memory), which is what is timed.
 
@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     load_backbone("tiny_random")  # TF and Keras warm-up
     _, cold = timed(lambda: load_backbone("efficientnet_lite0"))
     warm = min(timed(lambda: load_backbone("efficientnet_lite0"))[1] for _ in range(repeats))
-    from lib import ui_state
+    from lib.ui import resources
 
-    _, first_fetch = timed(lambda: ui_state.get_backbone("efficientnet_lite0"))
-    second, fetch = timed(lambda: ui_state.get_backbone("efficientnet_lite0"))
-    same = second is ui_state.get_backbone("efficientnet_lite0")
+    _, first_fetch = timed(lambda: resources.get_backbone("efficientnet_lite0"))
+    second, fetch = timed(lambda: resources.get_backbone("efficientnet_lite0"))
+    same = second is resources.get_backbone("efficientnet_lite0")
     rows = [
         ("cold: convert torch pickle + cache", cold, None),
         (f"warm: from converted cache (best of {repeats})", warm, WARM_TARGET_S),

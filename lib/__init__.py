@@ -1,6 +1,7 @@
 """TransferLab engine: backbones, data, training, look-inside tools and the zoo.
 
-Nothing here imports Streamlit except `lib.ui_state`, which owns session state and cached resources.
+Nothing here imports Streamlit except the `lib.ui` package, which owns session state, cached
+resources and the UI sections every page shares.
 """
 
 import os

@@ -1,8 +1,13 @@
-"""Evaluation: accuracy, per-class precision and recall, confusion matrix, and the top losses."""
+"""Evaluation: accuracy, per-class precision and recall, confusion matrix, and the top losses.
+
+Also what the pages show about a model before or after training: parameter counts for a head's
+settings, the images of one confusion-matrix cell, and an unfreeze preview.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -10,6 +15,11 @@ import numpy as np
 from lib.data.pipeline import make_dataset
 from lib.data.sources import ImageRecord
 from lib.errors import TransferLabError
+from lib.predict import predict_batches
+
+if TYPE_CHECKING:
+    from lib.backbones import Backbone
+    from lib.models import HeadConfig
 
 TOP_LOSSES = 16
 # Probabilities are clipped before the log so a confident mistake has a finite loss.
@@ -25,8 +35,7 @@ def predict_records(model: keras.Model, records: Sequence[ImageRecord], num_clas
     """
     size = int(model.inputs[0].shape[1])
     dataset = make_dataset(records, num_classes, size, batch_size, shuffle=False, cache=False)
-    out = [np.asarray(model(images, training=False)) for images, _ in dataset]
-    return np.concatenate(out).astype(np.float32)
+    return predict_batches(model, dataset)
 
 
 def summarize_predictions(probs: np.ndarray, records: Sequence[ImageRecord],
@@ -122,3 +131,88 @@ def check_class_names(run_labels: Sequence[str], data_classes: Sequence[str], da
             f"The classes of {data_name} ({', '.join(data_classes)}) do not match the run's labels "
             f"({', '.join(run_labels)}). Evaluate on data with the same class folders."
         )
+
+
+def evaluation_records(result: Any) -> Sequence[ImageRecord]:
+    """The images a training result was evaluated on (its test split, else validation).
+
+    Args:
+        result: a `lib.training.TrainResult` (its `metrics["evaluation"]["split"]` names the split).
+
+    Returns:
+        The split's records, in order; empty when the result has no split.
+    """
+    evaluation = result.metrics.get("evaluation") or {}
+    if not result.split:
+        return ()
+    return getattr(result.split, evaluation.get("split", "val"), ())
+
+
+def cell_records(records: Sequence[ImageRecord], predicted: Sequence[int], true_index: int,
+                 pred_index: int) -> list[ImageRecord]:
+    """The images of one confusion-matrix cell.
+
+    Args:
+        records: the evaluated images.
+        predicted: the predicted class index of each, in the same order.
+        true_index: the cell's row (true class).
+        pred_index: the cell's column (predicted class).
+
+    Returns:
+        The records whose label is `true_index` and prediction `pred_index`.
+
+    Raises:
+        ValueError: `records` and `predicted` differ in length.
+    """
+    if len(records) != len(predicted):
+        raise ValueError(f"Received {len(records)} records and {len(predicted)} predictions.")
+    return [r for r, p in zip(records, predicted, strict=True)
+            if r.label == true_index and int(p) == pred_index]
+
+
+def count_classifier_params(backbone: Backbone, cut: str | None, head: HeadConfig,
+                            num_classes: int) -> dict[str, int]:
+    """Trainable (head) and frozen (body) parameters for these settings, built but never trained.
+
+    Args:
+        backbone: the loaded backbone (only read: the body shares its layers).
+        cut: the cut point; None for the top feature layer.
+        head: hidden units and dropout.
+        num_classes: classes of the data (at least 2 are counted, as training needs).
+
+    Returns:
+        `{"trainable": head parameters, "non_trainable": body parameters}`.
+    """
+    from lib.models import build_body, build_head, count_params
+
+    body = build_body(backbone, cut)
+    built = build_head(tuple(body.outputs[0].shape[1:]), max(2, int(num_classes)), head)
+    body_counts = count_params(body)
+    return {"trainable": count_params(built)["trainable"],
+            "non_trainable": body_counts["trainable"] + body_counts["non_trainable"]}
+
+
+def make_preview_body(classifier: keras.Model) -> keras.Model:
+    """A private copy of a trained classifier's body, to preview unfreezing on.
+
+    The copy has its own layers, so `preview_unfreeze` never changes the model that predicts.
+    """
+    from lib.models import classifier_parts, copy_body
+
+    return copy_body(classifier_parts(classifier)[0])
+
+
+def preview_unfreeze(body: keras.Model, n_layers: int) -> list[dict]:
+    """`layer_table` rows (bottom to top) after unfreezing the top `n_layers` of a private body.
+
+    Args:
+        body: a copy from `make_preview_body` (its trainable flags are changed).
+        n_layers: layers to unfreeze, counted as `lib.models.unfreeze_top` counts them.
+
+    Returns:
+        Rows with `name, type, trainable, is_batchnorm, params`.
+    """
+    from lib.models import layer_table, unfreeze_top
+
+    unfreeze_top(body, n_layers=n_layers)
+    return layer_table(body)

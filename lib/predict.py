@@ -1,10 +1,15 @@
-"""Top-k prediction on image files, with an ImageNet backbone or a trained run."""
+"""Top-k prediction on image files, with an ImageNet backbone or a trained run.
+
+`load_classifier` is the one loader of "a model from a backbone or a run" (the CLI and every page
+use it), and `predict_batches` is the one batched forward loop (prediction, evaluation).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -13,8 +18,13 @@ from lib.backbones.imagenet import top_k
 from lib.errors import TransferLabError
 from lib.images import load_image
 
+if TYPE_CHECKING:
+    from lib.backbones import Backbone
+
 PREDICT_BATCH = 16
 IMAGENET_CLASSES = 1000
+# `LoadedClassifier.source` values.
+SOURCE_BACKBONE, SOURCE_RUN, SOURCE_SESSION = "backbone", "run", "session"
 
 
 @dataclass(frozen=True)
@@ -25,8 +35,9 @@ class LoadedClassifier:
         model: pixels (B, S, S, 3) in [0, 255] -> probabilities (B, C). Shared when it is a
             cached backbone: never train or change it.
         class_names: the C class names, in output order.
-        source: `"backbone"` (an ImageNet classifier) or `"run"` (a trained run).
-        name: the backbone name, or the run folder.
+        source: `"backbone"` (an ImageNet classifier), `"run"` (a trained run on disk) or
+            `"session"` (a model the UI trained in this session, not loaded from disk).
+        name: the backbone name, the run folder, or a description of the session's model.
         backbone: the registry name (or hub handle) the model is built on.
         pretrained: False when a backbone has random weights (its predictions mean nothing).
     """
@@ -68,23 +79,67 @@ def load_classifier(*, backbone: str | None = None, run: str | Path | None = Non
             f"Received `backbone={backbone!r}` and `run={run!r}`; give exactly one of them."
         )
     if run is not None:
-        from lib.runs import load_run, load_trained_model
+        from lib.runs import CONFIG_FILE, load_trained_model, read_json
 
         model, labels = load_trained_model(run)
-        config = load_run(run)["config"]
-        return LoadedClassifier(model, tuple(labels), "run", str(run), str(config.get("backbone", "")),
+        # A folder with only a model and its labels (copied by hand) still predicts.
+        config = read_json(Path(run).expanduser() / CONFIG_FILE) or {}
+        return LoadedClassifier(model, tuple(labels), SOURCE_RUN, str(run), str(config.get("backbone", "")),
                                 bool(config.get("pretrained", True)))
     from lib.backbones import load_backbone
+
+    return classifier_from_backbone(load_backbone(backbone, allow_random=allow_random))
+
+
+def classifier_from_backbone(loaded: Backbone) -> LoadedClassifier:
+    """Wraps an already loaded backbone (e.g. the UI's shared, cached one) as its ImageNet classifier.
+
+    Args:
+        loaded: a `lib.backbones.Backbone`.
+
+    Returns:
+        A `LoadedClassifier` with `source="backbone"`, sharing the backbone's model.
+
+    Raises:
+        TransferLabError: the backbone outputs features, not ImageNet's 1000 classes.
+    """
     from lib.backbones.imagenet import imagenet_labels
 
-    loaded = load_backbone(backbone, allow_random=allow_random)
     if loaded.spec.num_classes != IMAGENET_CLASSES:
         raise TransferLabError(
-            f"{backbone} has no ImageNet classifier (it outputs features); train a head on it and "
-            "use the run instead."
+            f"{loaded.spec.name} has no ImageNet classifier (it outputs features); train a head on "
+            "it and use the run instead."
         )
-    return LoadedClassifier(loaded.model, tuple(imagenet_labels()), "backbone", loaded.spec.name,
-                            loaded.spec.name, loaded.pretrained)
+    return LoadedClassifier(loaded.model, tuple(imagenet_labels()), SOURCE_BACKBONE,
+                            loaded.spec.name, loaded.spec.name, loaded.pretrained)
+
+
+def predict_batches(model: keras.Model, inputs: np.ndarray | Iterable,
+                    batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """The one batched forward loop: the model in inference mode, outputs joined in order.
+
+    Args:
+        model: any Keras model.
+        inputs: an array `(N, ...)`, cut into batches of `batch_size`; or an iterable of batches
+            (e.g. a `tf.data.Dataset`), each an array or an `(x, y)` pair whose `x` is used.
+        batch_size: rows per call when `inputs` is an array. Defaults to `PREDICT_BATCH`.
+
+    Returns:
+        float32 outputs `(N, ...)`; `(0, ...)` shaped like the model's output when there is nothing.
+
+    Raises:
+        ValueError: `batch_size` below 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"Received `batch_size={batch_size}`; use 1 or more.")
+    if isinstance(inputs, np.ndarray):
+        batches: Iterable = (inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size))
+    else:
+        batches = (b[0] if isinstance(b, tuple | list) else b for b in inputs)
+    out = [np.asarray(model(batch, training=False), dtype=np.float32) for batch in batches]
+    if not out:
+        return np.zeros((0, *model.outputs[0].shape[1:]), dtype=np.float32)
+    return np.concatenate(out, axis=0)
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
@@ -99,9 +154,7 @@ def predict_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"Received images of shape {images.shape}; expected (N, S, S, 3).")
-    out = [np.asarray(model(images[i : i + PREDICT_BATCH], training=False))
-           for i in range(0, len(images), PREDICT_BATCH)]
-    return np.concatenate(out, axis=0)
+    return predict_batches(model, images, PREDICT_BATCH)
 
 
 def input_size_of(model: keras.Model) -> int:

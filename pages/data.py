@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import streamlit as st
 
-from lib import ui_state
 from lib.data.roots import check_server_folder, data_roots
 from lib.data.sources import BUILTIN_DATASETS
 from lib.errors import TransferLabError
-from lib.paths import cache_dir
+from lib.ui import navigation, resources, state
+from lib.uploads import save_upload
 
 SOURCES = ("Built-in", "Folder on the server", "Upload a zip", "TFDS name")
 PREVIEW_COUNT = 8
 PREVIEW_SIZE = 160
 SAMPLES_PER_CLASS = 6
-
-
-def save_upload(name: str, data: bytes) -> str:
-    """Keeps an uploaded zip in the cache (named by content) and returns its path as a spec."""
-    digest = hashlib.sha1(data).hexdigest()[:16]
-    path = cache_dir() / "uploads" / digest / Path(name).name
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return str(path)
 
 
 def source_index(spec: str) -> int:
@@ -59,7 +46,7 @@ def server_folder_ui(current: str) -> str | None:
 
 def source_ui() -> str | None:
     """The source widgets; returns a new dataset spec when the person asks for one."""
-    current = ui_state.current_data_spec() or ""
+    current = state.current_data_spec() or ""
     kind = st.radio("Source", SOURCES, horizontal=True, key="data_source_kind",
                     index=source_index(current))
     if kind == "Built-in":
@@ -82,11 +69,11 @@ def source_ui() -> str | None:
 def choose_dataset(spec: str) -> None:
     """Loads `spec` first and only then makes it the session's data, so a bad path changes nothing."""
     try:
-        ui_state.get_dataset(spec)
+        resources.get_dataset(spec)
     except TransferLabError as e:
         st.error(str(e))
         return
-    ui_state.set_data_spec(spec)
+    state.set_data_spec(spec)
     st.rerun()
 
 
@@ -99,13 +86,13 @@ def overview_section(index) -> None:
     message.success(f"**{index.name}**: {report.summary()}")
     if rescan.button("Rescan", icon=":material/refresh:", key="data_rescan",
                      help="Read the files again, e.g. after adding images to the folder."):
-        ui_state.rescan_datasets()
+        resources.rescan_datasets()
         st.rerun()
     for warning in report.warnings:
         st.warning(warning)
     left, right = st.columns([2, 3])
     left.plotly_chart(make_class_count_figure(report.counts), key="data_counts_chart")
-    right.plotly_chart(ui_state.sample_grid_figure(ui_state.current_data_spec(), SAMPLES_PER_CLASS),
+    right.plotly_chart(resources.sample_grid_figure(state.current_data_spec(), SAMPLES_PER_CLASS),
                        key="data_samples_chart")
     with st.expander(f"Data report: {len(report.skipped)} skipped, {len(report.converted)} "
                      f"converted, {len(report.duplicates)} duplicate groups"):
@@ -127,7 +114,7 @@ def split_section(index) -> None:
     from lib.data.split import split_dataset
     from lib.plots.data import make_split_count_figure
 
-    split = ui_state.data_split()
+    split = state.data_split()
     c1, c2, c3 = st.columns(3)
     val = c1.slider("Validation share", 0.05, 0.5, split["val"], 0.05, key="data_val")
     test = c2.slider("Test share", 0.0, 0.4, split["test"], 0.05, key="data_test")
@@ -137,7 +124,7 @@ def split_section(index) -> None:
     except TransferLabError as e:
         st.error(str(e))
         return
-    ui_state.set_data_split(val, test, int(seed))
+    state.set_data_split(val, test, int(seed))
     table = parts.counts(index.class_names)
     st.plotly_chart(make_split_count_figure(table), key="data_split_chart")
 
@@ -146,7 +133,7 @@ def augment_ui():
     """Augmentation settings; returns an `AugmentConfig`, or None when augmentation is off."""
     from lib.data.augment import AugmentConfig
 
-    current = ui_state.augment_config()
+    current = state.augment_config()
     on = st.toggle("Augment training images", value=current is not None, key="data_augment_on",
                    help="Random flips, turns, zooms, shifts and contrast on each training batch. "
                         "It helps small datasets, but turns off the feature cache.")
@@ -186,12 +173,12 @@ st.title("Data")
 new_spec = source_ui()
 if new_spec:
     choose_dataset(new_spec)
-spec = ui_state.current_data_spec()
+spec = state.current_data_spec()
 if not spec:
     st.info("Choose a dataset above.")
     st.stop()
 try:
-    dataset = ui_state.get_dataset(spec)
+    dataset = resources.get_dataset(spec)
 except TransferLabError as e:
     st.error(str(e))
     st.stop()
@@ -201,7 +188,7 @@ st.header("Split")
 split_section(dataset)
 st.header("Augmentation")
 augment = augment_ui()
-ui_state.set_augment_config(augment)
+state.set_augment_config(augment)
 if augment is not None:
     augment_preview_section(dataset, augment)
-ui_state.page_link("pages/train.py", label="Next: train a head on this data", icon=":material/model_training:")
+navigation.page_link(navigation.TRAIN, label="Next: train a head on this data")

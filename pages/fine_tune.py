@@ -5,14 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib import ui_state
 from lib.errors import TransferLabError
-from lib.jobs import Job, format_seconds, job_callbacks, start_job
+from lib.jobs import Job, job_callbacks
 from lib.plots.training import make_history_figure
-from lib.training import TrainCallbacks, fine_tune
+from lib.training import TrainCallbacks, TrainConfig, fine_tune
+from lib.ui import navigation, state
+from lib.ui.jobs import finished_note, job_panel, start_job_ui
 
-LIVE_REFRESH_S = 1.5  # as on Train: live enough, and leaves CPU to the training
-DEFAULT_UNFREEZE = 20
+# Defaults shared with the CLI's `train --fine-tune-epochs`: TrainConfig is their one source.
+DEFAULTS = TrainConfig()
+DEFAULT_EPOCHS = 3  # TrainConfig's default is 0 (no fine-tuning); here the person asked for it
 LR_CHOICES = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message")
 
@@ -28,34 +30,35 @@ transfer-learning guide recommends; only the convolution weights above the cut a
 
 def require_trained():
     """This session's frozen-phase result, or a message with a button to Train (and stop)."""
-    result = ui_state.get_result(ui_state.TRAIN_RESULT)
+    result = state.get_result(state.TRAIN_RESULT)
     if result is None or result.history.empty:
         st.info("Fine-tuning starts from a trained head. Train one first.")
-        ui_state.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        navigation.page_link(navigation.TRAIN, label="Go to Train")
         st.stop()
     return result
 
 
 def settings_ui(result, disabled: bool) -> tuple[int, float, int]:
     """How many top layers to unfreeze, the learning rate and epochs: `(unfreeze, lr, epochs)`."""
-    n_layers = ui_state.body_layer_count(result)
+    n_layers = state.body_layer_count(result)
     base_lr = result.config.learning_rate
-    default_lr = min(LR_CHOICES, key=lambda v: abs(v - base_lr / 10))
+    default_lr = min(LR_CHOICES, key=lambda v: abs(v - base_lr * DEFAULTS.fine_tune_lr_factor))
     c1, c2, c3 = st.columns(3)
-    unfreeze = c1.slider("Unfreeze the top N layers", 1, n_layers, min(DEFAULT_UNFREEZE, n_layers),
+    unfreeze = c1.slider("Unfreeze the top N layers", 1, n_layers, min(DEFAULTS.unfreeze, n_layers),
                          key="finetune_unfreeze", disabled=disabled,
                          help="Counted as in the Keras guide: every layer of the body, weightless "
                               "ones included. BatchNorm layers stay frozen whatever N is.")
     lr = c2.select_slider("Learning rate", LR_CHOICES, default_lr, format_func=lambda v: f"{v:g}",
                           key="finetune_lr", disabled=disabled,
                           help=f"The head trained at {base_lr:g}; fine-tuning uses about 10x lower.")
-    epochs = c3.number_input("Epochs", 1, 100, 3, key="finetune_epochs", disabled=disabled)
+    epochs = c3.number_input("Epochs", 1, 100, DEFAULT_EPOCHS, key="finetune_epochs",
+                             disabled=disabled)
     return int(unfreeze), float(lr), int(epochs)
 
 
 def layers_section(result, unfreeze: int) -> None:
     """The body's layers, top first, marked trainable, frozen or BatchNorm (frozen)."""
-    rows = ui_state.unfreeze_preview(result, unfreeze)
+    rows = state.unfreeze_preview(result, unfreeze)
     trainable = [r for r in rows if r["trainable"] and r["params"]]
     st.caption(f"{len(trainable)} layers with weights become trainable "
                f"({sum(r['params'] for r in trainable):,} parameters); the rest stay frozen.")
@@ -81,27 +84,17 @@ def finetune_target(result, unfreeze: int, lr: float, epochs: int):
 def start_ui(result, unfreeze: int, lr: float, epochs: int, busy: bool) -> None:
     if st.button("Start fine-tuning", type="primary", icon=":material/play_arrow:",
                  key="finetune_start", disabled=busy):
-        job = start_job("finetune", finetune_target(result, unfreeze, lr, epochs),
-                        slots=ui_state.job_slots())
-        ui_state.set_job(ui_state.FINETUNE_JOB, job)
-        st.rerun()
+        start_job_ui(state.FINETUNE_JOB, "finetune", finetune_target(result, unfreeze, lr, epochs))
 
 
-@st.fragment(run_every=LIVE_REFRESH_S)
-def live_section(result) -> None:
-    """The two-phase chart growing as fine-tuning runs; reruns the page when it ends."""
-    job = ui_state.get_job(ui_state.FINETUNE_JOB)
-    snap = job.snapshot()
-    if snap["status"] != "running":
-        st.rerun()
-    eta = f" — about {format_seconds(snap['eta'])} left" if snap["eta"] else ""
-    st.progress(snap["fraction"], text=f"{snap['message']}{eta}")
-    if st.button("Stop", icon=":material/stop:", key="finetune_stop", disabled=snap["stopping"]):
-        job.stop()
-        st.rerun(scope="fragment")
-    new_epochs = snap["events"].get("epoch", [])
-    if new_epochs:
-        charts_ui(pd.concat([result.history, pd.DataFrame(new_epochs)], ignore_index=True), "live")
+def live_view(result):
+    """The job panel's live view: the two-phase chart growing as fine-tuning runs."""
+    def draw(snap: dict) -> None:
+        new_epochs = snap["events"].get("epoch", [])
+        if new_epochs:
+            charts_ui(pd.concat([result.history, pd.DataFrame(new_epochs)], ignore_index=True),
+                      "live")
+    return draw
 
 
 def charts_ui(history: pd.DataFrame, name: str) -> None:
@@ -125,25 +118,13 @@ def before_after_section(tuned) -> None:
         c2.metric(f"{label}, fine-tuned", f"{new:.1%}" if new is not None else "–", delta=delta)
 
 
-def finished_ui() -> None:
-    job = ui_state.get_job(ui_state.FINETUNE_JOB)
-    if job is None:
-        return
-    snap = job.snapshot()
-    if snap["status"] == "failed":
-        st.error(snap["error"])
-    elif snap["status"] == "stopped":
-        st.warning("Stopped; the best fine-tuning epoch so far is kept.")
-
-
 st.title("Fine-tune")
 st.caption("Unfreeze the top layers of the body and train on at a low learning rate.")
 frozen_result = require_trained()
-ft_job = ui_state.get_job(ui_state.FINETUNE_JOB)
-busy = ft_job is not None and ft_job.running
+busy = state.job_running(state.FINETUNE_JOB)
 try:
     with st.spinner("Copying the body to list its layers…"):  # once per trained model
-        ui_state.body_layer_count(frozen_result)
+        state.body_layer_count(frozen_result)
     n_unfreeze, ft_lr, ft_epochs = settings_ui(frozen_result, disabled=busy)
     with st.expander("Layers of the body", expanded=False):
         layers_section(frozen_result, n_unfreeze)
@@ -153,15 +134,14 @@ except TransferLabError as e:
 st.markdown(BATCHNORM_NOTE)
 start_ui(frozen_result, n_unfreeze, ft_lr, ft_epochs, busy)
 if busy:
-    live_section(frozen_result)
+    job_panel(state.FINETUNE_JOB, "Fine-tuning", live=live_view(frozen_result))
 else:
-    finished_ui()
-    tuned_result = ui_state.get_result(ui_state.FINETUNE_RESULT)
+    finished_note(state.FINETUNE_JOB, stopped="the best fine-tuning epoch so far is kept.")
+    tuned_result = state.get_result(state.FINETUNE_RESULT)
     if tuned_result is not None:
         st.header("Before and after")
         before_after_section(tuned_result)
         charts_ui(tuned_result.history, "done")
-        ui_state.page_link("pages/predict.py", label="Next: predict with the fine-tuned model",
-                           icon=":material/image_search:")
+        navigation.page_link(navigation.PREDICT, label="Next: predict with the fine-tuned model")
     else:
         charts_ui(frozen_result.history, "frozen")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib import ui_state
 from lib.plots.workflow import make_workflow_figure
+from lib.ui import navigation, state
 
 LESSON = """
 **Transfer learning** reuses a network that already learned to see from over a million ImageNet
@@ -32,11 +32,11 @@ pretrained features: train the head first, then fine-tune at a low rate.
 def session_steps() -> set[str]:
     """Workflow steps this session has done, as keys of `WORKFLOW_STEPS`."""
     done = {"backbone"}  # a backbone is always selected (the default one)
-    if ui_state.current_data_spec():
+    if state.current_data_spec():
         done.add("data")
-    if ui_state.get_result(ui_state.TRAIN_RESULT) is not None:
+    if state.get_result(state.TRAIN_RESULT) is not None:
         done |= {"head", "train"}
-    if ui_state.get_result(ui_state.FINETUNE_RESULT) is not None:
+    if state.get_result(state.FINETUNE_RESULT) is not None:
         done.add("fine_tune")
     return done
 
@@ -50,19 +50,19 @@ def next_steps_section(done: set[str]) -> None:
     st.subheader("Where you are")
     icon = lambda key: DONE_ICON if key in done else TODO_ICON  # noqa: E731
     steps = [
-        ("pages/zoo.py", f"Backbone: {ui_state.current_backbone_name()} (model zoo)",
+        (navigation.ZOO, f"Backbone: {state.current_backbone_name()} (model zoo)",
          icon("backbone")),
-        ("pages/data.py", f"Data: {ui_state.current_data_spec() or 'none yet'}",
-         icon("data")),
-        ("pages/train.py", "Train a head on the frozen backbone", icon("train")),
-        ("pages/fine_tune.py", "Fine-tune the top layers", icon("fine_tune")),
-        ("pages/predict.py", "Predict on your own photos", ":material/image_search:"),
-        ("pages/look_inside.py", "Look inside the network",
-         ":material/visibility:"),
-        ("pages/runs.py", "Compare runs and download models", ":material/history:"),
+        (navigation.DATA, f"Data: {state.current_data_spec() or 'none yet'}", icon("data")),
+        (navigation.TRAIN, "Train a head on the frozen backbone", icon("train")),
+        (navigation.FINE_TUNE, "Fine-tune the top layers", icon("fine_tune")),
+        (navigation.PREDICT, "Predict on your own photos (or with a saved run)", None),
+        (navigation.INSIDE_ATTACK, "Look inside the network: adversarial examples", None),
+        (navigation.INSIDE_IDEAL, "Look inside: the ideal image of a class", None),
+        (navigation.INSIDE_GRADCAM, "Look inside: where the evidence is (Grad-CAM)", None),
+        (navigation.RUNS, "Compare runs and download models", None),
     ]
-    for path, label, step_icon in steps:
-        ui_state.page_link(path, label=label, icon=step_icon)
+    for page, label, step_icon in steps:
+        navigation.page_link(page, label=label, icon=step_icon)
 
 
 st.title("TransferLab")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib import ui_state
 from lib.errors import TransferLabError
 from lib.runs import CONFIG_FILE, HISTORY_FILE, LABELS_FILE, MODEL_FILE, list_runs, load_run
+from lib.ui import navigation
 
 TABLE_COLUMNS = ["name", "status", "kind", "backbone", "data", "val_accuracy", "test_accuracy",
                  "epochs", "started"]
@@ -72,8 +72,7 @@ if st.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
 runs = list_runs()
 if not runs:
     st.info("No runs yet.")
-    ui_state.page_link("pages/train.py", label="Train your first model",
-                       icon=":material/model_training:")
+    navigation.page_link(navigation.TRAIN, label="Train your first model")
     st.stop()
 chosen = runs_table_ui(runs)
 if not chosen:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib import ui_state
 from lib.errors import TransferLabError
-from lib.jobs import Job, format_seconds, job_callbacks, start_job
+from lib.jobs import Job, job_callbacks
 from lib.models import HeadConfig
 from lib.plots.training import make_batch_loss_figure, make_confusion_figure, make_history_figure
 from lib.training import (
@@ -18,33 +17,36 @@ from lib.training import (
     train,
     train_from_scratch,
 )
+from lib.ui import navigation, resources, state
+from lib.ui.jobs import finished_note, job_panel, start_job_ui
 
-# Each redraw costs the server and the browser CPU that training also needs; 1.5 s still looks live.
-LIVE_REFRESH_S = 1.5
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 BATCH_SIZES = (8, 16, 32, 64, 128)
 GALLERY_COLUMNS = 8
 CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message")
-JOB_KEYS = (ui_state.TRAIN_JOB, ui_state.SCRATCH_JOB)
+JOB_KEYS = (state.TRAIN_JOB, state.SCRATCH_JOB)
+JOB_TITLES = {state.TRAIN_JOB: "Training", state.SCRATCH_JOB: "Training from scratch (baseline)"}
+# Every default comes from TrainConfig, the one source the CLI reads too.
+DEFAULTS = TrainConfig()
 
 
 def require_dataset():
     """The session's dataset, or a message with a button to the Data page (and stop)."""
     try:
-        dataset = ui_state.current_dataset()
+        dataset = state.current_dataset()
     except TransferLabError as e:
         st.error(str(e))
         dataset = None
     if dataset is None:
         st.info("Choose a dataset first.")
-        ui_state.page_link("pages/data.py", label="Go to Data", icon=":material/photo_library:")
+        navigation.page_link(navigation.DATA, label="Go to Data")
         st.stop()
     return dataset
 
 
 def settings_ui(backbone, disabled: bool) -> TrainConfig:
     """Every training setting; returns the config (not yet validated). Defaults persist per session."""
-    saved = ui_state.train_config()
+    saved = state.train_config()
     spec = backbone.spec
     cuts = list(spec.cut_points)
     c1, c2, c3 = st.columns(3)
@@ -54,49 +56,49 @@ def settings_ui(backbone, disabled: bool) -> TrainConfig:
                            if saved.get("cut") in cuts else len(cuts) - 1, key="train_cut",
                            disabled=disabled, help="Lower cuts keep more general features (and a "
                            "smaller body); the top one keeps everything ImageNet taught.")
-        hidden = st.number_input("Hidden units (0 = none)", 0, 2048, int(saved.get("hidden", 0)), 32,
+        hidden = st.number_input("Hidden units (0 = none)", 0, 2048, int(saved.get("hidden", DEFAULTS.head.hidden_units)), 32,
                                  key="train_hidden", disabled=disabled)
-        dropout = st.slider("Dropout", 0.0, 0.8, float(saved.get("dropout", 0.2)), 0.05,
+        dropout = st.slider("Dropout", 0.0, 0.8, float(saved.get("dropout", DEFAULTS.head.dropout)), 0.05,
                             key="train_dropout", disabled=disabled)
     with c2:
         st.markdown("**Optimizer**")
-        optimizer = st.selectbox("Optimizer", OPTIMIZERS, OPTIMIZERS.index(saved.get("optimizer", "adam")),
+        optimizer = st.selectbox("Optimizer", OPTIMIZERS, OPTIMIZERS.index(saved.get("optimizer", DEFAULTS.optimizer)),
                                  key="train_optimizer", disabled=disabled)
-        lr = st.select_slider("Learning rate", LEARNING_RATES, saved.get("lr", 1e-3),
+        lr = st.select_slider("Learning rate", LEARNING_RATES, saved.get("lr", DEFAULTS.learning_rate),
                               format_func=lambda v: f"{v:g}", key="train_lr", disabled=disabled)
-        batch = st.select_slider("Batch size", BATCH_SIZES, saved.get("batch", 32), key="train_batch",
+        batch = st.select_slider("Batch size", BATCH_SIZES, saved.get("batch", DEFAULTS.batch_size), key="train_batch",
                                  disabled=disabled)
-        smoothing = st.slider("Label smoothing", 0.0, 0.3, float(saved.get("smoothing", 0.0)), 0.05,
+        smoothing = st.slider("Label smoothing", 0.0, 0.3, float(saved.get("smoothing", DEFAULTS.label_smoothing)), 0.05,
                               key="train_smoothing", disabled=disabled)
     with c3:
         st.markdown("**Budget**")
-        epochs = st.number_input("Epochs", 1, 200, int(saved.get("epochs", 10)), key="train_epochs",
+        epochs = st.number_input("Epochs", 1, 200, int(saved.get("epochs", DEFAULTS.epochs)), key="train_epochs",
                                  disabled=disabled)
         patience = st.number_input("Early stopping patience (0 = off)", 0, 50,
-                                   int(saved.get("patience", 3)), key="train_patience",
+                                   int(saved.get("patience", DEFAULTS.early_stopping_patience or 0)), key="train_patience",
                                    disabled=disabled)
-        use_cache = st.toggle("Use the feature cache", bool(saved.get("use_cache", True)),
+        use_cache = st.toggle("Use the feature cache", bool(saved.get("use_cache", DEFAULTS.use_feature_cache)),
                               key="train_use_cache", disabled=disabled,
                               help="Run the frozen body once over the data and train the head on "
                                    "the stored features: the same model, much faster.")
-    ui_state.set_train_config({"cut": cut, "hidden": hidden, "dropout": dropout,
+    state.set_train_config({"cut": cut, "hidden": hidden, "dropout": dropout,
                                "optimizer": optimizer, "lr": lr, "batch": batch,
                                "smoothing": smoothing, "epochs": epochs, "patience": patience,
                                "use_cache": use_cache})
-    split = ui_state.data_split()
+    split = state.data_split()
     return TrainConfig(
-        backbone=spec.name, data=ui_state.current_data_spec(), cut=cut,
+        backbone=spec.name, data=state.current_data_spec(), cut=cut,
         head=HeadConfig(hidden_units=int(hidden), dropout=float(dropout)), optimizer=optimizer,
         learning_rate=float(lr), batch_size=int(batch), epochs=int(epochs),
         label_smoothing=float(smoothing), early_stopping_patience=int(patience) or None,
-        augment=ui_state.augment_config(), val_split=split["val"], test_split=split["test"],
+        augment=state.augment_config(), val_split=split["val"], test_split=split["test"],
         seed=split["seed"], use_feature_cache=bool(use_cache),
     )
 
 
 def summary_section(config: TrainConfig, num_classes: int) -> None:
     """Parameter counts for these settings, and whether the feature cache applies."""
-    counts = ui_state.param_counts(config.backbone, config.cut, config.head.hidden_units,
+    counts = resources.param_counts(config.backbone, config.cut, config.head.hidden_units,
                                    config.head.dropout, num_classes)
     c1, c2, c3 = st.columns(3)
     c1.metric("Trainable parameters (head)", f"{counts['trainable']:,}")
@@ -134,15 +136,11 @@ def start_ui(config: TrainConfig, backbone, dataset, busy: bool) -> None:
         except TransferLabError as e:
             st.error(str(e))
             return
-        ui_state.set_job(ui_state.TRAIN_JOB, start_job("train", train_target(config, backbone, dataset),
-                                                          slots=ui_state.job_slots()))
-        st.rerun()
+        start_job_ui(state.TRAIN_JOB, "train", train_target(config, backbone, dataset))
 
 
-def progress_ui(snap: dict) -> None:
-    """Progress bar with ETA, and feature-extraction progress when it happened."""
-    eta = f" — about {format_seconds(snap['eta'])} left" if snap["eta"] else ""
-    st.progress(snap["fraction"], text=f"{snap['message']}{eta}")
+def extract_progress_ui(snap: dict) -> None:
+    """Feature-extraction progress, when the job extracted features."""
     extract = snap["events"].get("extract")
     if extract:
         last = extract[-1]
@@ -164,36 +162,14 @@ def live_charts_ui(snap: dict, baseline: pd.DataFrame | None = None, name: str =
         right.plotly_chart(make_history_figure(epochs, "accuracy"), key=f"{name}_epochs")
 
 
-@st.fragment(run_every=LIVE_REFRESH_S)
-def live_section(job_key: str) -> None:
-    """Redraws a running job every `LIVE_REFRESH_S`; when it ends, reruns the page for the results."""
-    job = ui_state.get_job(job_key)
-    if job is None:
-        return
-    snap = job.snapshot()
-    if snap["status"] != "running":
-        st.rerun()
-    title = "Training" if job_key == ui_state.TRAIN_JOB else "Training from scratch (baseline)"
-    st.subheader(title)
-    progress_ui(snap)
-    if st.button("Stop", icon=":material/stop:", key=f"{job_key}_stop", disabled=snap["stopping"]):
-        job.stop()
-        st.rerun(scope="fragment")
-    transfer = ui_state.get_result(ui_state.TRAIN_RESULT)
-    baseline = transfer.history if job_key == ui_state.SCRATCH_JOB and transfer else None
-    live_charts_ui(snap, baseline, name=job_key)
-
-
-def finished_job_ui(job_key: str) -> None:
-    """What a finished job left: an error, or a note that it was stopped."""
-    job = ui_state.get_job(job_key)
-    if job is None:
-        return
-    snap = job.snapshot()
-    if snap["status"] == "failed":
-        st.error(snap["error"])
-    elif snap["status"] == "stopped":
-        st.warning(f"Stopped after {format_seconds(snap['elapsed'])}; the best epoch so far is kept.")
+def live_view(job_key: str):
+    """The job panel's live view for `job_key`: extraction progress and the curves so far."""
+    def draw(snap: dict) -> None:
+        extract_progress_ui(snap)
+        transfer = state.get_result(state.TRAIN_RESULT)
+        baseline = transfer.history if job_key == state.SCRATCH_JOB and transfer else None
+        live_charts_ui(snap, baseline, name=job_key)
+    return draw
 
 
 def metrics_section(result) -> None:
@@ -265,7 +241,7 @@ def selected_cell(event) -> tuple[int, int] | None:
 def cell_gallery(result, true_index: int, pred_index: int) -> None:
     names = result.class_names
     with st.spinner("Finding those images…"):
-        records = ui_state.confusion_cell_records(result, true_index, pred_index)
+        records = state.confusion_cell_records(result, true_index, pred_index)
     st.markdown(f"**True `{names[true_index]}`, predicted `{names[pred_index]}`: "
                 f"{len(records)} images**")
     image_grid([r.path for r in records], [r.source.rsplit("/", 1)[-1] for r in records])
@@ -292,29 +268,26 @@ def scratch_ui(result, dataset, busy: bool) -> None:
     if st.button("Compare with training from scratch", icon=":material/compare_arrows:",
                  key="train_scratch", disabled=busy,
                  help="Same architecture, random weights, every layer trainable, same data and epochs."):
-        job = start_job("scratch", scratch_target(result.config, dataset),
-                        slots=ui_state.job_slots())
-        ui_state.set_job(ui_state.SCRATCH_JOB, job)
-        ui_state.set_result(ui_state.SCRATCH_RESULT, None)
-        st.rerun()
+        state.set_result(state.SCRATCH_RESULT, None)
+        start_job_ui(state.SCRATCH_JOB, "scratch", scratch_target(result.config, dataset))
 
 
 st.title("Train")
 st.caption("Freeze the pretrained backbone and train a new head on your classes.")
 data_index = require_dataset()
 try:
-    session_backbone = ui_state.current_backbone()
+    session_backbone = state.current_backbone()
 except TransferLabError as e:
     st.error(str(e))
-    ui_state.page_link("pages/zoo.py", label="Choose another backbone", icon=":material/table_chart:")
+    navigation.page_link(navigation.ZOO, label="Choose another backbone")
     st.stop()
 if not session_backbone.pretrained:
     st.warning(f"{session_backbone.spec.name} has random weights here (pretrained weights are not "
                "available offline): the head will learn from random features.")
 st.markdown(f"**{data_index.name}**: {data_index.report.summary()} · backbone "
             f"`{session_backbone.spec.name}` ({session_backbone.spec.input_size} px)")
-running = [k for k in JOB_KEYS if (j := ui_state.get_job(k)) is not None and j.running]
-settings_open = not running and ui_state.get_result(ui_state.TRAIN_RESULT) is None
+running = [k for k in JOB_KEYS if state.job_running(k)]
+settings_open = not running and state.get_result(state.TRAIN_RESULT) is None
 with st.expander("Settings", expanded=settings_open):
     train_config = settings_ui(session_backbone, disabled=bool(running))
     try:
@@ -323,16 +296,15 @@ with st.expander("Settings", expanded=settings_open):
         st.error(str(e))
 start_ui(train_config, session_backbone, data_index, busy=bool(running))
 for key in running:
-    live_section(key)
+    job_panel(key, JOB_TITLES[key], live=live_view(key))
 for key in JOB_KEYS:
     if key not in running:
-        finished_job_ui(key)
-train_result = ui_state.get_result(ui_state.TRAIN_RESULT)
-if train_result is not None and ui_state.TRAIN_JOB not in running:
+        finished_note(key, stopped="the best epoch so far is kept.")
+train_result = state.get_result(state.TRAIN_RESULT)
+if train_result is not None and state.TRAIN_JOB not in running:
     st.header("Results")
     metrics_section(train_result)
-    curves_section(train_result, ui_state.get_result(ui_state.SCRATCH_RESULT))
+    curves_section(train_result, state.get_result(state.SCRATCH_RESULT))
     scratch_ui(train_result, data_index, busy=bool(running))
     evaluation_section(train_result)
-    ui_state.page_link("pages/fine_tune.py", label="Next: fine-tune the top layers",
-                       icon=":material/tune:")
+    navigation.page_link(navigation.FINE_TUNE, label="Next: fine-tune the top layers")

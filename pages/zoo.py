@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib import ui_state, zoo
+from lib import zoo
 from lib.backbones import get_spec
 from lib.backbones.hub_compat import hub_spec
 from lib.errors import TransferLabError
-from lib.jobs import format_seconds, job_callbacks, start_job
+from lib.jobs import job_callbacks
 from lib.plots.zoo import make_zoo_scatter_figure
+from lib.ui import resources, state
+from lib.ui.jobs import finished_note, job_panel, start_job_ui
 
-MEASURE_JOB = "zoo_measure_job"
-LIVE_REFRESH_S = 1.0
+MEASURE_JOB = state.ZOO_MEASURE_JOB
 SCOPES = ("The selected backbone", "The backbones shown", "Every backbone")
 
 
@@ -58,7 +59,7 @@ def filter_rows(rows: list[dict], chosen: dict) -> list[dict]:
 
 def table_section(table: dict, rows: list[dict]) -> str | None:
     """The sortable table; returns the name of the row the person selected, if any."""
-    frame = zoo.display_table({**table, "rows": rows}, ui_state.zoo_other_tables())
+    frame = zoo.display_table({**table, "rows": rows}, resources.zoo_other_tables())
     event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key="zoo_table", width="stretch")
     picked = event.selection.rows if event and event.selection else []
@@ -67,9 +68,9 @@ def table_section(table: dict, rows: list[dict]) -> str | None:
 
 def measure_ui(selected: str, shown: list[str]) -> None:
     """Re-measure one row, the rows shown, or all, as a background job with a progress bar."""
-    job = ui_state.get_job(MEASURE_JOB)
-    if job is not None and job.running:
-        measure_progress()
+    if state.job_running(MEASURE_JOB):
+        job_panel(MEASURE_JOB, "Measuring", stop_label="Stop after this backbone",
+                  on_end=resources.refresh_zoo_tables)
         return
     c1, c2, c3 = st.columns([2, 1, 1])
     scope = c1.radio("Re-measure", SCOPES, horizontal=True, key="zoo_measure_scope")
@@ -83,26 +84,9 @@ def measure_ui(selected: str, shown: list[str]) -> None:
             return zoo.measure_zoo(names, batches, stop_event=job.stop_event,
                                    on_progress=job_callbacks(job)["on_progress"])
 
-        ui_state.set_job(MEASURE_JOB, start_job("zoo_measure", target, slots=ui_state.job_slots()))
-        st.rerun()
-    if job is not None:
-        snap = job.snapshot()
-        if snap["error"]:
-            st.error(snap["error"])
-        elif snap["status"] in ("done", "stopped"):
-            st.success(f"Measurement {snap['status']} in {format_seconds(snap['elapsed'])}.")
-
-
-@st.fragment(run_every=LIVE_REFRESH_S)
-def measure_progress() -> None:
-    job = ui_state.get_job(MEASURE_JOB)
-    snap = job.snapshot()
-    st.progress(snap["fraction"], text=f"{snap['message']} · ETA {format_seconds(snap['eta'])}")
-    if st.button("Stop after this backbone", key="zoo_measure_stop"):
-        job.stop()
-    if not job.running:
-        ui_state.refresh_zoo_tables()
-        st.rerun()
+        start_job_ui(MEASURE_JOB, "zoo_measure", target)
+    finished_note(MEASURE_JOB, stopped="the backbones measured so far are saved.",
+                  done="Measurement done in {elapsed}.")
 
 
 def scatter_section(rows: list[dict], selected: str) -> None:
@@ -124,7 +108,7 @@ def selected_section(name: str) -> None:
                f"Accuracy source: {spec.accuracy_source or '–'}.")
     if st.toggle("Show output shapes (loads the backbone)", key="zoo_show_shapes"):
         with st.spinner(f"Loading {name}…"):
-            backbone = ui_state.get_backbone(name)
+            backbone = resources.get_backbone(name)
         if not backbone.pretrained:
             st.warning(f"{name} has random weights here: fine for size and speed, not for features.")
         st.dataframe(zoo.describe_cut_points(backbone), hide_index=True, width="stretch")
@@ -150,28 +134,28 @@ def hub_ui() -> None:
                 except TransferLabError as e:
                     st.error(str(e))
                     return
-            ui_state.add_hub_handle(spec.name)
-            ui_state.set_backbone(spec.name)
+            state.add_hub_handle(spec.name)
+            state.set_backbone(spec.name)
             st.success(f"Added {spec.name} ({spec.feature_dim} features) for this session and selected it.")
 
 
 def with_session_handles(table: dict) -> dict:
     """The shared zoo table plus rows for the TF Hub handles this session added (others never see them)."""
     names = {r["name"] for r in table["rows"]}
-    extra = [zoo.flatten_row(zoo.registry_row(get_spec(h))) for h in ui_state.hub_handles() if h not in names]
+    extra = [zoo.flatten_row(zoo.registry_row(get_spec(h))) for h in state.hub_handles() if h not in names]
     return {**table, "rows": table["rows"] + extra} if extra else table
 
 
 def main() -> None:
-    table = with_session_handles(ui_state.zoo_table())
+    table = with_session_handles(resources.zoo_table())
     header_section(table)
     chosen = filters_ui(table)
     rows = filter_rows(table["rows"], chosen)
     picked = table_section(table, rows)
-    if picked and picked != ui_state.current_backbone_name():
-        ui_state.set_backbone(picked)
+    if picked and picked != state.current_backbone_name():
+        state.set_backbone(picked)
         st.rerun()  # the sidebar shows the new backbone at once
-    selected = ui_state.current_backbone_name()
+    selected = state.current_backbone_name()
     measure_ui(selected, [r["name"] for r in rows])
     scatter_section(rows, selected)
     selected_section(selected)

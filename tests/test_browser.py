@@ -1,231 +1,50 @@
 """The dashboard in a real headless Chromium, against a real `streamlit run` server.
 
-Visits every page through the sidebar (one browser session, as a person would), screenshots each,
-checks the title rendered and that no exception box or traceback shows, then trains a tiny model
-through clicks. The server's defaults point at `tiny_random` and a tiny folder so this stays fast.
-
-The helpers here are reused by `bench/app_latency.py`.
+One server for the module (its defaults point at `tiny_random` and a tiny folder so this stays
+fast); every test opens its own browser session and sets up what it needs, so the tests pass in
+any order and alone. The driver helpers live in `tests/browser_driver.py`, which
+`bench/app_latency.py` uses too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-SERVER_START_TIMEOUT = 60
-RENDER_TIMEOUT = 90
-# (nav label, the page's h1). A page another module has not added yet is skipped.
-NAV_PAGES = [("Home", "TransferLab"), ("Model zoo", "Model zoo"), ("Data", "Data"),
-             ("Train", "Train"), ("Fine-tune", "Fine-tune"), ("Predict", "Predict"),
-             ("Look inside", "Look inside"), ("Runs", "Runs")]
+from tests.browser_driver import (
+    NAV_PAGES,
+    body_text,
+    browser_missing,
+    click_button,
+    click_nav,
+    click_radio,
+    make_driver,
+    make_upload_image,
+    nav_labels,
+    open_page,
+    page_problems,
+    save_full_screenshot,
+    script_idle,
+    set_number_input,
+    streamlit_server,
+    upload_file,
+    upload_zip,
+    wait_for,
+    wait_for_title,
+)
 
 pytestmark = pytest.mark.browser
-
-
-def browser_missing() -> str | None:
-    """Why the browser test cannot run here, or None."""
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not (Path(path).exists() or shutil.which(Path(path).name)):
-            return f"{path} not installed (apt-get install chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium not installed"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def streamlit_server(env_extra: dict[str, str], log_path: Path) -> Iterator[str]:
-    """Runs `streamlit run streamlit_app.py` on a free port; yields its URL and stops it after."""
-    port = free_port()
-    env = dict(os.environ, **env_extra)
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, proc, log_path)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    end = time.time() + SERVER_START_TIMEOUT
-    while time.time() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"streamlit did not answer within {SERVER_START_TIMEOUT} s")
-
-
-def make_driver(user_data_dir: str | Path):
-    """A headless Chromium with no network chatter and a fresh profile."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--window-size=1400,1000", f"--user-data-dir={user_data_dir}"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-def h1_text(driver) -> str:
-    from selenium.webdriver.common.by import By
-
-    heads = driver.find_elements(By.CSS_SELECTOR, "[data-testid=stMain] h1")
-    try:
-        return heads[0].text.strip() if heads else ""
-    except Exception:  # noqa: BLE001 - the element was redrawn between find and read
-        return ""
-
-
-def script_idle(driver) -> bool:
-    """True when Streamlit says the script is not running (fragments aside)."""
-    state = driver.execute_script(
-        "const a = document.querySelector('[data-testid=stApp]');"
-        "return a ? a.getAttribute('data-test-script-state') : null;")
-    return state == "notRunning"
-
-
-def wait_for(predicate, timeout: float = RENDER_TIMEOUT, poll: float = 0.05) -> float:
-    """Polls `predicate()` until true; returns the seconds waited."""
-    start = time.time()
-    while time.time() - start < timeout:
-        try:
-            if predicate():
-                return time.time() - start
-        except Exception:  # noqa: BLE001 - stale elements while Streamlit redraws
-            pass
-        time.sleep(poll)
-    raise TimeoutError(f"condition not met within {timeout} s")
-
-
-def wait_for_title(driver, title: str, timeout: float = RENDER_TIMEOUT) -> float:
-    """Waits until the main h1 reads `title`."""
-    return wait_for(lambda: h1_text(driver) == title, timeout)
-
-
-def click_nav(driver, label: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    for link in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNavLink]"):
-        if link.text.splitlines()[-1].strip() == label:
-            link.click()
-            return
-    raise LookupError(f"no sidebar link {label!r}")
-
-
-def nav_labels(driver) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    return [a.text.splitlines()[-1].strip()
-            for a in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNavLink]")]
-
-
-def page_problems(driver) -> list[str]:
-    """Exception boxes and traceback text on the page."""
-    from selenium.webdriver.common.by import By
-
-    problems = [e.text[:300] for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stException]")]
-    body = driver.find_element(By.TAG_NAME, "body").text
-    if "Traceback" in body:
-        problems.append(body[body.index("Traceback"):][:300])
-    return problems
-
-
-def click_button(driver, text: str, timeout: float = RENDER_TIMEOUT) -> None:
-    """Clicks the enabled main-area button labelled `text`, waiting for it to appear."""
-    wait_for(lambda: _click_button(driver, text), timeout)
-
-
-def _click_button(driver, text: str) -> bool:
-    from selenium.webdriver.common.by import By
-
-    for button in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stMain] button"):
-        # Material icons render as ligature text ("play_arrow") on a line before the label.
-        if button.text.strip().splitlines()[-1:] == [text] and button.is_enabled():
-            button.click()
-            return True
-    return False
-
-
-def set_number_input(driver, label: str, value: int, timeout: float = RENDER_TIMEOUT) -> None:
-    """Types into the number input labelled `label` (waiting for it) and commits with Enter."""
-    wait_for(lambda: _set_number_input(driver, label, value), timeout)
-
-
-def _set_number_input(driver, label: str, value: int) -> bool:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    for box in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stNumberInput]"):
-        if box.text.splitlines()[0].strip() == label:
-            field = box.find_element(By.TAG_NAME, "input")
-            field.send_keys(Keys.CONTROL, "a")
-            field.send_keys(str(value), Keys.ENTER)
-            return True
-    return False
-
-
-def save_full_screenshot(driver, path: Path) -> None:
-    """A screenshot of the whole page: the window grows to the app's height for the shot."""
-    height = driver.execute_script(
-        "const m = document.querySelector('[data-testid=stMain]');"
-        "return Math.max(document.body.scrollHeight, m ? m.scrollHeight : 0);")
-    width, old_height = driver.get_window_size()["width"], driver.get_window_size()["height"]
-    driver.set_window_size(width, min(max(old_height, int(height) + 200), 6000))
-    time.sleep(0.5)  # let charts re-layout to the new size
-    driver.save_screenshot(str(path))
-    driver.set_window_size(width, old_height)
-
-
-def body_text(driver) -> str:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.TAG_NAME, "body").text
-
-
-# ----- the test ------------------------------------------------------------------------------------
+TRAIN_TIMEOUT = 180
+PREDICT_TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
-def browser_env(tmp_path_factory) -> Iterator[tuple[str, object, Path]]:
+def server(tmp_path_factory) -> Iterator[tuple[str, Path, Path]]:
+    """A running server: `(url, scratch folder, screenshots folder)`."""
     reason = browser_missing()
     if reason:
         pytest.skip(reason)
@@ -239,94 +58,110 @@ def browser_env(tmp_path_factory) -> Iterator[tuple[str, object, Path]]:
     shots = Path(os.environ.get("TRANSFERLAB_SCREENSHOTS") or base / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     with streamlit_server(env, base / "server.log") as url:
-        driver = make_driver(tempfile.mkdtemp(prefix="chromium-", dir=base))
-        try:
-            driver.get(url)
-            wait_for_title(driver, "TransferLab")
-            yield url, driver, shots
-        finally:
-            driver.quit()
+        yield url, base, shots
 
 
-def test_every_page_renders_in_the_browser(browser_env):
-    _, driver, shots = browser_env
+@pytest.fixture
+def browser(server):
+    """A fresh browser session on Home: `(driver, scratch folder, screenshots folder)`."""
+    url, base, shots = server
+    driver = make_driver(tempfile.mkdtemp(prefix="chromium-", dir=base))
+    try:
+        driver.get(url)
+        wait_for_title(driver, "TransferLab")
+        yield driver, base, shots
+    finally:
+        driver.quit()
+
+
+def train_through_clicks(driver, epochs: int = 2) -> None:
+    """Trains this session's model on the Train page, as a person would."""
+    open_page(driver, "Train")
+    set_number_input(driver, "Epochs", epochs)
+    wait_for(lambda: script_idle(driver))
+    click_button(driver, "Start training")
+    wait_for(lambda: "Validation accuracy" in body_text(driver), timeout=TRAIN_TIMEOUT, poll=0.5)
+    wait_for(lambda: script_idle(driver))
+
+
+def test_every_page_renders_in_the_browser(browser):
+    driver, _, shots = browser
     labels = nav_labels(driver)
-    assert "Home" in labels and "Train" in labels
+    assert [label for label, _ in NAV_PAGES] == labels  # the router's pages, all of them
     for label, title in NAV_PAGES:
-        if label not in labels:
-            continue  # a page another module has not added yet
         click_nav(driver, label)
         wait_for_title(driver, title)
         wait_for(lambda: script_idle(driver))
-        started = time.time()
-        time.sleep(0.3)  # let charts draw before the screenshot
         driver.save_screenshot(str(shots / f"{label.lower().replace(' ', '_')}.png"))
-        print(f"{label}: rendered, screenshot in {time.time() - started:.1f} s")
         assert not page_problems(driver), (label, page_problems(driver))
 
 
-def test_train_through_clicks(browser_env):
-    _, driver, shots = browser_env
-    click_nav(driver, "Train")
-    wait_for_title(driver, "Train")
-    wait_for(lambda: script_idle(driver))
-    set_number_input(driver, "Epochs", 2)
-    wait_for(lambda: script_idle(driver))
-    click_button(driver, "Start training")
-    wait_for(lambda: "Validation accuracy" in body_text(driver), timeout=180, poll=0.5)
-    wait_for(lambda: script_idle(driver))
+def test_train_through_clicks(browser):
+    driver, _, shots = browser
+    train_through_clicks(driver)
     save_full_screenshot(driver, shots / "train_done.png")
     assert not page_problems(driver), page_problems(driver)
 
 
-def test_predict_an_upload_with_the_trained_model(browser_env):
-    from selenium.webdriver.common.by import By
-
-    _, driver, shots = browser_env
-    click_nav(driver, "Predict")
-    wait_for_title(driver, "Predict")
-    wait_for(lambda: script_idle(driver))
-    image = make_upload_image(shots.parent)
-    upload = driver.find_element(By.CSS_SELECTOR, "[data-testid=stFileUploader] input[type=file]")
-    upload.send_keys(str(image))
-    wait_for(lambda: "Predictions from your model" in body_text(driver), timeout=120, poll=0.3)
+def test_predict_an_upload_with_the_trained_model(browser):
+    driver, base, shots = browser
+    train_through_clicks(driver)
+    open_page(driver, "Predict")
+    upload_file(driver, make_upload_image(base))
+    wait_for(lambda: "Predictions from your model" in body_text(driver), timeout=PREDICT_TIMEOUT,
+             poll=0.3)
     wait_for(lambda: script_idle(driver))
     save_full_screenshot(driver, shots / "predict_done.png")
     assert not page_problems(driver), page_problems(driver)
 
 
-def make_upload_image(folder: Path) -> Path:
-    """A small JPEG to upload."""
-    import numpy as np
-    from PIL import Image
+@pytest.fixture
+def saved_run(server) -> Path:
+    """A run trained through lib (as the CLI does) into the server's runs folder: the newest run."""
+    from lib.training import TrainConfig, train
 
-    path = folder / "upload.jpg"
-    Image.fromarray(np.full((48, 64, 3), (30, 160, 40), np.uint8)).save(path)
-    return path
+    data = Path(os.environ["TRANSFERLAB_RUNS"]).parent / "browser_saved_run_data"
+    if not data.is_dir():
+        from tests.conftest import make_image_folder
+
+        make_image_folder(data, {"cat": 8, "dog": 8}, size=36)
+    result = train(TrainConfig(backbone="tiny_random", data=str(data), epochs=1, batch_size=8,
+                               test_split=0.0))
+    return Path(result.run_dir)
 
 
-def upload_zip(driver, path: Path) -> None:
-    from selenium.webdriver.common.by import By
+def test_saved_run_in_predict_and_look_inside(browser, saved_run):
+    from lib.ui.choosers import SAVED_RUN
 
-    click_nav(driver, "Data")
-    wait_for_title(driver, "Data")
+    driver, base, shots = browser
+    open_page(driver, "Predict")
+    click_radio(driver, SAVED_RUN)
+    wait_for(lambda: "Saved run" in body_text(driver))  # the newest run is chosen first
     wait_for(lambda: script_idle(driver))
-    for label in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stRadio] label"):
-        if label.text.strip() == "Upload a zip":
-            label.click()
-            break
-    wait_for(lambda: driver.find_elements(
-        By.CSS_SELECTOR, "[data-testid=stFileUploader] input[type=file]"))
-    driver.find_element(By.CSS_SELECTOR, "[data-testid=stFileUploader] input[type=file]").send_keys(str(path))
-    click_button(driver, "Use this zip")
+    upload_file(driver, make_upload_image(base))
+    wait_for(lambda: f"Predictions from run {saved_run.name} (2 classes)" in body_text(driver),
+             timeout=PREDICT_TIMEOUT, poll=0.3)
+    wait_for(lambda: script_idle(driver))
+    assert not page_problems(driver), page_problems(driver)
+
+    open_page(driver, "Grad-CAM")
+    click_radio(driver, SAVED_RUN)
+    wait_for(lambda: f"Looking inside run {saved_run.name} (2 classes)" in body_text(driver),
+             timeout=PREDICT_TIMEOUT, poll=0.3)
+    wait_for(lambda: script_idle(driver))
+    click_button(driver, "Explain")
+    wait_for(lambda: "Grad-CAM for" in body_text(driver), timeout=PREDICT_TIMEOUT, poll=0.3)
+    wait_for(lambda: script_idle(driver))
+    save_full_screenshot(driver, shots / "gradcam_saved_run.png")
+    assert not page_problems(driver), page_problems(driver)
 
 
-def test_zip_upload_bad_then_good(browser_env, tmp_path):
+def test_zip_upload_bad_then_good(browser, tmp_path):
     import zipfile
 
     from tests.conftest import make_image_folder
 
-    _, driver, shots = browser_env
+    driver, _, shots = browser
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"this is not a zip file")
     upload_zip(driver, bad)
@@ -339,7 +174,7 @@ def test_zip_upload_bad_then_good(browser_env, tmp_path):
     with zipfile.ZipFile(good, "w") as archive:
         for file in folder.rglob("*.jpg"):
             archive.write(file, file.relative_to(folder.parent))
-    driver.refresh()  # a new session with an empty uploader (this test runs last)
+    driver.refresh()  # a new session with an empty uploader
     wait_for_title(driver, "Data")
     upload_zip(driver, good)
     wait_for(lambda: "10 images in 2 classes" in body_text(driver), timeout=60, poll=0.3)

@@ -1,4 +1,7 @@
-"""The Look inside page through AppTest, on the tiny random backbone: each tab runs its job."""
+"""The three Look inside pages through AppTest, on the tiny random backbone: each runs its job.
+
+Waiting for a job has no deadline of its own: pytest's timeout ends a test that hangs.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +11,36 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lib.ui import navigation
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
-PAGE = "pages/look_inside.py"
-DEADLINE_S = 60
+ATTACK, IDEAL, GRADCAM = navigation.INSIDE_ATTACK, navigation.INSIDE_IDEAL, navigation.INSIDE_GRADCAM
+POLL_S = 0.3
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch) -> AppTest:
+def open_page(tmp_path, monkeypatch):
+    """Returns `open_page(page) -> AppTest` on a fresh session with tiny defaults."""
     from tests.conftest import make_image_folder
 
     folder = make_image_folder(tmp_path / "tiny_data", {"red": 4, "green": 4}, size=36)
     monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", "tiny_random")
     monkeypatch.setenv("TRANSFERLAB_DEFAULT_DATA", str(folder))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+
+    def open_(page: navigation.PageInfo) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        at.switch_page(page.path).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+    return open_
 
 
 def wait_for(at: AppTest, job_key: str) -> AppTest:
     """Reruns the page until the job under `job_key` has finished."""
-    began = time.time()
-    while True:
-        job = at.session_state[job_key]
-        if not job.running:
-            return at.run()
-        assert time.time() - began < DEADLINE_S, f"{job_key} did not finish"
-        time.sleep(0.3)
+    while at.session_state[job_key].running:
+        time.sleep(POLL_S)
+    return at.run()
 
 
 def assert_clean(at: AppTest) -> None:
@@ -43,13 +48,24 @@ def assert_clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def test_page_renders_three_tabs(app):
-    assert app.title[0].value == "Look inside"
-    assert [t.label for t in app.tabs] == ["Adversarial", "Ideal image", "Grad-CAM"]
-    assert_clean(app)
+def test_look_inside_is_three_pages_in_one_section(open_page):
+    assert list(navigation.SECTIONS["Look inside"]) == [ATTACK, IDEAL, GRADCAM]
+    for page in (ATTACK, IDEAL, GRADCAM):
+        at = open_page(page)
+        assert at.title[0].value == page.title
+        assert any("Looking inside tiny_random" in c.value for c in at.caption)
+        assert_clean(at)
 
 
-def test_attack_and_sweep(app):
+def test_model_choice_is_shared_by_the_look_inside_pages(open_page):
+    at = open_page(ATTACK)
+    assert at.radio(key="inside_model").value == at.radio(key="inside_model").options[-1]
+    at.switch_page(GRADCAM.path).run()
+    assert at.session_state["inside_model_choice"] == at.radio(key="inside_model").value
+
+
+def test_attack_and_sweep(open_page):
+    app = open_page(ATTACK)
     app.button(key="inside_attack_run").click().run()
     at = wait_for(app, "inside_attack_job")
     assert_clean(at)
@@ -61,7 +77,8 @@ def test_attack_and_sweep(app):
     assert len(at.get("plotly_chart")) >= 3  # top-5 before/after, robust accuracy, minimal eps
 
 
-def test_ideal_image_and_tv_comparison(app):
+def test_ideal_image_and_tv_comparison(open_page):
+    app = open_page(IDEAL)
     app.slider(key="inside_ideal_steps").set_value(10).run()
     app.button(key="inside_ideal_run").click().run()
     at = wait_for(app, "inside_ideal_job")
@@ -74,7 +91,8 @@ def test_ideal_image_and_tv_comparison(app):
     assert set(result) == {"plain", "tv0", "tv"}
 
 
-def test_ideal_channel_of_a_layer(app):
+def test_ideal_channel_of_a_layer(open_page):
+    app = open_page(IDEAL)
     app.radio(key="inside_ideal_kind").set_value("A channel of a layer").run()
     app.selectbox(key="inside_ideal_layer").set_value("block2_out").run()
     app.number_input(key="inside_ideal_channel").set_value(3).run()
@@ -86,7 +104,8 @@ def test_ideal_channel_of_a_layer(app):
     assert out["label"] == "block2_out channel 3" and out["result"].class_index is None
 
 
-def test_gradcam(app):
+def test_gradcam(open_page):
+    app = open_page(GRADCAM)
     app.button(key="inside_cam_run").click().run()
     at = wait_for(app, "inside_cam_job")
     assert_clean(at)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lib.backbones import list_specs, load_backbone
-from lib.backbones.imagenet import imagenet_labels
-from lib.errors import TransferLabError
-from lib.predict import predict_files
+from lib.backbones import list_specs
+from lib.predict import load_classifier, predict_files
 
 
 def add_model_source(parser: argparse.ArgumentParser) -> None:
@@ -18,21 +16,14 @@ def add_model_source(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_source(args: argparse.Namespace):
-    """Returns `(model, labels)` for `--backbone` or `--run`.
+    """Returns `(model, labels)` for `--backbone` or `--run`, through `lib.predict.load_classifier`
+    (the loader the pages use too).
 
     Raises:
         TransferLabError: unknown backbone, a feature-vector backbone, random weights, or a bad run.
     """
-    if args.run:
-        from lib.runs import load_trained_model
-
-        return load_trained_model(args.run)
-    backbone = load_backbone(args.backbone)
-    if backbone.spec.num_classes != 1000:
-        raise TransferLabError(
-            f"{args.backbone} has no ImageNet classifier; train a head on it and use --run."
-        )
-    return backbone.model, imagenet_labels()
+    loaded = load_classifier(backbone=args.backbone, run=args.run)
+    return loaded.model, list(loaded.class_names)
 
 
 def predict_command(args: argparse.Namespace) -> list[dict]:

@@ -1,0 +1,153 @@
+"""Look inside · Adversarial examples: nudge a photo within ε until the network changes its mind.
+
+Widgets in, `lib.inside.attacks` in background jobs, figures from `lib.plots.inside` out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from lib.errors import TransferLabError
+from lib.images import load_image
+from lib.inside.attacks import attack, eps_sweep
+from lib.inside.display import SAMPLES, amplify_perturbation, png_bytes, sample_image
+from lib.jobs import Job
+from lib.plots.inside import (
+    make_min_eps_figure,
+    make_robustness_figure,
+    make_topk_comparison_figure,
+)
+from lib.ui import state
+from lib.ui.choosers import image_chooser, session_dataset
+from lib.ui.inside import class_index, class_options, header
+from lib.ui.jobs import finished_note, job_panel, start_job_ui
+
+SWEEP_EPS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+SWEEP_IMAGES = 12
+NO_TARGET = "(untargeted: any other class)"
+INTRO = "Nudge a photo, within ε pixel units, until the network changes its mind."
+
+
+def attack_settings_ui(probe) -> dict:
+    """Method, norm, eps (pixel units), steps, random start and target."""
+    c1, c2, c3 = st.columns(3)
+    method = c1.radio("Method", ["pgd", "fgsm"], horizontal=True, key="inside_method",
+                      format_func={"pgd": "PGD (iterative)", "fgsm": "FGSM (one step)"}.get)
+    norm = c2.radio("Norm", ["linf", "l2"], horizontal=True, key="inside_norm",
+                    format_func={"linf": "L∞", "l2": "L2"}.get)
+    steps = c3.slider("Steps", 1, 100, 10, key="inside_steps", disabled=method == "fgsm")
+    if norm == "linf":
+        eps = st.slider("ε: the most any pixel may change, in pixel units (0-255)", 0.5, 32.0, 4.0,
+                        0.5, key="inside_eps_linf")
+    else:
+        eps = st.slider("ε: the L2 length of the whole change, in pixel units", 10.0, 3000.0, 400.0,
+                        10.0, key="inside_eps_l2")
+    target = st.selectbox("Target class (type to search)", [NO_TARGET] + class_options(probe),
+                          key="inside_target")
+    random_init = st.checkbox("Random start inside the ε-ball", key="inside_random_start",
+                              disabled=method == "fgsm")
+    return {"method": method, "norm": norm, "eps": float(eps), "steps": int(steps),
+            "target": None if target == NO_TARGET else class_index(target),
+            "random_init": bool(random_init)}
+
+
+def attack_target(probe, image: np.ndarray, settings: dict):
+    """The attack job's body (runs on the job's thread, no st.* calls)."""
+    def target(job: Job):
+        def on_step(info):
+            job.set_progress(info["step"], info["steps"], f"step {info['step']}/{info['steps']}")
+
+        return attack(probe, image, stop_event=job.stop_event, on_step=on_step, **settings)
+    return target
+
+
+def sweep_images(probe) -> tuple[np.ndarray, str]:
+    """Up to SWEEP_IMAGES images from the session's dataset, else the built-in samples."""
+    dataset = session_dataset()
+    size = probe.input_size
+    if dataset is not None:
+        step = max(1, len(dataset.records) // SWEEP_IMAGES)
+        records = dataset.records[::step][:SWEEP_IMAGES]
+        return np.stack([load_image(r.path, size) for r in records]), f"{len(records)} dataset images"
+    return np.stack([sample_image(n, size) for n in SAMPLES]), f"the {len(SAMPLES)} built-in samples"
+
+
+def sweep_target(probe, images: np.ndarray, settings: dict):
+    """The ε-sweep job's body: the chosen method at every ε of `SWEEP_EPS` (L∞)."""
+    def target(job: Job):
+        return eps_sweep(probe, images, SWEEP_EPS, method=settings["method"],
+                         steps=settings["steps"], norm="linf",
+                         on_progress=lambda d, t, m: job.set_progress(d, t, m),
+                         stop_event=job.stop_event)
+    return target
+
+
+def attack_result_ui(result) -> None:
+    """Original | amplified perturbation | adversarial, then top-5 before and after."""
+    amplified, gain = amplify_perturbation(result.perturbation)
+    c1, c2, c3 = st.columns(3)
+    c1.image(result.original.astype(np.uint8), caption=f"Original: {result.before[0]['label']} "
+             f"({result.before[0]['prob']:.0%})", width="stretch")
+    c2.image(amplified, caption=f"Perturbation × {gain:.0f} (grey = 0; L∞ {result.linf:.1f}, "
+             f"L2 {result.l2:.0f} pixel units)", width="stretch")
+    c3.image(result.adversarial.astype(np.uint8), caption=f"Adversarial: {result.after[0]['label']} "
+             f"({result.after[0]['prob']:.0%})", width="stretch")
+    goal = "reach the target" if result.target is not None else "change the prediction"
+    verdict = "succeeded" if result.success else "did not succeed"
+    st.markdown(f"**{result.method.upper()} {verdict}** to {goal} in {result.steps} step(s), "
+                f"ε = {result.eps:g} ({'L∞' if result.norm == 'linf' else 'L2'}).")
+    st.plotly_chart(make_topk_comparison_figure(result.before, result.after, result.target),
+                    key="inside_attack_topk")
+    st.download_button("Download the adversarial PNG", png_bytes(result.adversarial),
+                       file_name="adversarial.png", mime="image/png", key="inside_attack_download",
+                       icon=":material/download:")
+
+
+def sweep_result_ui(sweep) -> None:
+    """Robust accuracy and success rate against ε, and the smallest ε that flips each image."""
+    left, right = st.columns(2)
+    left.plotly_chart(make_robustness_figure(sweep.eps, sweep.robust_accuracy, sweep.success_rate,
+                                             title="Robust accuracy against ε (L∞)"),
+                      key="inside_sweep_curve")
+    right.plotly_chart(make_min_eps_figure(sweep.min_eps, sweep.eps), key="inside_sweep_min")
+    st.caption("Robust accuracy: the share of images still given their clean prediction after "
+               "the attack.")
+
+
+def buttons_ui(probe, image: np.ndarray | None, settings: dict) -> None:
+    """Attack (one image) and ε sweep (a dozen images) buttons."""
+    c1, c2 = st.columns(2)
+    if c1.button("Attack", type="primary", icon=":material/bolt:", key="inside_attack_run",
+                 disabled=image is None or state.job_running(state.INSIDE_ATTACK_JOB)):
+        start_job_ui(state.INSIDE_ATTACK_JOB, "attack", attack_target(probe, image, settings))
+    if c2.button(f"ε sweep (ε = {', '.join(f'{e:g}' for e in SWEEP_EPS)})",
+                 icon=":material/show_chart:", key="inside_sweep_run",
+                 disabled=state.job_running(state.INSIDE_SWEEP_JOB)):
+        try:
+            images, what = sweep_images(probe)
+        except TransferLabError as e:
+            st.error(str(e))
+        else:
+            state.put(state.INSIDE_SWEEP_WHAT, what)
+            start_job_ui(state.INSIDE_SWEEP_JOB, "eps sweep", sweep_target(probe, images, settings))
+
+
+def results_ui() -> None:
+    """The live panels of running jobs, or what finished ones left."""
+    if state.job_running(state.INSIDE_ATTACK_JOB):
+        job_panel(state.INSIDE_ATTACK_JOB, "Attack")
+    elif (snap := finished_note(state.INSIDE_ATTACK_JOB)) is not None and snap["result"] is not None:
+        attack_result_ui(snap["result"])
+    if state.job_running(state.INSIDE_SWEEP_JOB):
+        job_panel(state.INSIDE_SWEEP_JOB, "ε sweep")
+    elif (snap := finished_note(state.INSIDE_SWEEP_JOB)) is not None and snap["result"] is not None:
+        st.subheader(f"ε sweep over {state.get(state.INSIDE_SWEEP_WHAT, 'the images')}")
+        sweep_result_ui(snap["result"])
+
+
+chosen = header("Adversarial examples", INTRO)
+picked, _ = image_chooser("inside_attack", chosen.probe.input_size)
+attack_settings = attack_settings_ui(chosen.probe)
+buttons_ui(chosen.probe, picked, attack_settings)
+results_ui()
