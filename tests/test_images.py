@@ -39,7 +39,7 @@ def test_odd_modes_become_rgb_and_are_flagged(img, fmt):
 
 
 def test_sixteen_bit_keeps_its_range_instead_of_saturating():
-    ramp = Image.fromarray((np.arange(100, dtype=np.uint16).reshape(10, 10) * 600))
+    ramp = Image.fromarray(np.arange(100, dtype=np.uint16).reshape(10, 10) * 600)
     pixels = np.asarray(open_image(encode(ramp))[0])[..., 0]
     assert pixels.min() == 0 and pixels.max() == 255 and len(np.unique(pixels)) > 50
 
