@@ -7,11 +7,19 @@ from pathlib import Path
 import streamlit as st
 
 from lib.errors import TransferLabError
-from lib.runs import CONFIG_FILE, HISTORY_FILE, LABELS_FILE, MODEL_FILE, list_runs, load_run
-from lib.ui import navigation
+from lib.runs import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    LABELS_FILE,
+    MODEL_FILE,
+    list_runs,
+    load_run,
+    set_shared,
+)
+from lib.ui import navigation, state
 
 TABLE_COLUMNS = ["name", "status", "kind", "backbone", "data", "val_accuracy", "test_accuracy",
-                 "epochs", "started"]
+                 "epochs", "started", "shared"]
 OVERLAY_METRICS = {"val_accuracy": "Validation accuracy", "val_loss": "Validation loss",
                    "accuracy": "Training accuracy", "loss": "Training loss"}
 # File name -> MIME type, in the order the buttons are drawn.
@@ -48,6 +56,17 @@ def overlay_section(selected: list[dict]) -> None:
         st.plotly_chart(make_runs_overlay_figure(histories, metric=metric), key="runs_overlay")
 
 
+def sharing_ui(row: dict) -> None:
+    """On a hosted server, the owner of a run can share it with every session (or stop sharing)."""
+    if state.runs_viewer() is None or row.get("owner") != state.session_owner():
+        return
+    shared = st.toggle("Shared with everyone on this server", bool(row.get("shared")),
+                       key=f"runs_share_{row['name']}")
+    if shared != bool(row.get("shared")):
+        set_shared(row["path"], shared)
+        st.rerun()
+
+
 def downloads_section(row: dict) -> None:
     """One download button per file the run has."""
     st.markdown(f"**Files of `{row['name']}`**")
@@ -66,10 +85,13 @@ def downloads_section(row: dict) -> None:
 
 
 st.title("Runs")
-st.caption("Every training run on this server, from every session. Select rows to compare them.")
+viewer = state.runs_viewer()
+st.caption("Every training run on this server, from every session. Select rows to compare them."
+           if viewer is None else
+           "Your runs on this server, and the runs others shared. Select rows to compare them.")
 if st.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
     st.rerun()
-runs = list_runs()
+runs = list_runs(viewer=viewer)
 if not runs:
     st.info("No runs yet.")
     navigation.page_link(navigation.TRAIN, label="Train your first model")
@@ -80,4 +102,5 @@ if not chosen:
     st.stop()
 overlay_section(chosen)
 for run in chosen:
+    sharing_ui(run)
     downloads_section(run)

@@ -92,7 +92,7 @@ def settings_ui(backbone, disabled: bool) -> TrainConfig:
         learning_rate=float(lr), batch_size=int(batch), epochs=int(epochs),
         label_smoothing=float(smoothing), early_stopping_patience=int(patience) or None,
         augment=state.augment_config(), val_split=split["val"], test_split=split["test"],
-        seed=split["seed"], use_feature_cache=bool(use_cache),
+        seed=split["seed"], use_feature_cache=bool(use_cache), owner=state.session_owner(),
     )
 
 

@@ -44,7 +44,7 @@ def saved_runs() -> list[dict]:
     """Runs on disk that have a model to load (newest first), as `lib.runs.list_runs` rows."""
     from lib.runs import list_runs
 
-    return [row for row in list_runs() if row.get("has_model")]
+    return [row for row in list_runs(viewer=state.runs_viewer()) if row.get("has_model")]
 
 
 def run_label(row: dict) -> str:

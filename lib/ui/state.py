@@ -9,6 +9,7 @@ background `lib.jobs.Job`s and their results); what every visitor shares lives i
 from __future__ import annotations
 
 import os
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
@@ -42,6 +43,7 @@ FINETUNE_JOB = "finetune_job"  # Job running lib.training.fine_tune
 FINETUNE_RESULT = "finetune_result"
 FINETUNE_PREVIEW_BODY = "finetune_preview_body"  # ((run, model id), private body copy)
 RUNS_SELECTION = "runs_selection"  # list[str]: run dirs selected for the overlay
+RUNS_OWNER = "runs_owner"  # str: this session's id, recorded as the owner of the runs it starts
 INSIDE_ATTACK_JOB = "inside_attack_job"  # Job running lib.inside.attacks.attack
 INSIDE_SWEEP_JOB = "inside_sweep_job"  # Job running lib.inside.attacks.eps_sweep
 INSIDE_SWEEP_WHAT = "inside_sweep_what"  # str: which images the sweep ran on
@@ -196,6 +198,21 @@ def set_train_config(config: dict) -> None:
 
 
 # ----- jobs and their results ----------------------------------------------------------------------
+
+def session_owner() -> str:
+    """This session's id, recorded in the config of every run it starts (a random token, made once)."""
+    if not st.session_state.get(RUNS_OWNER):
+        st.session_state[RUNS_OWNER] = f"session-{uuid.uuid4().hex[:12]}"
+    return st.session_state[RUNS_OWNER]
+
+
+def runs_viewer() -> str | None:
+    """Who the Runs list is for: this session on a hosted server (its own and shared runs), else
+    None (a local or team server lists every run)."""
+    from lib.data.roots import hosted
+
+    return session_owner() if hosted() else None
+
 
 def get_job(key: str) -> Job | None:
     return st.session_state.get(_check_key(key))
