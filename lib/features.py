@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from lib.data.pipeline import make_dataset
 from lib.data.sources import ImageRecord
+from lib.engine import ForwardResult, forward_batches
 from lib.errors import TransferLabError
 from lib.paths import atomic_write_bytes, cache_dir
 from lib.progress import ProgressFn
@@ -53,12 +54,15 @@ class CachedFeatures:
         hit: True when they came from disk without running the body.
         seconds: time spent extracting (0 on a hit) plus reading.
         path: the cache file.
+        engine: the engine that extracted them (`"litert"` or `"tf"`), read back from the file
+            on a hit ("" for files written before engines were recorded).
     """
 
     features: np.ndarray
     hit: bool
     seconds: float
     path: Path
+    engine: str = ""  # issue 8: which engine ran, for the run config and the UI
 
 
 def feature_key(model_id: str, cut: str, image_size: int, sha1s: Sequence[str]) -> str:
@@ -104,8 +108,11 @@ def extract_features(
     batch_size: int = EXTRACT_BATCH,
     on_progress: ProgressFn | None = None,
     stop_event: threading.Event | None = None,
+    engine: str | None = None,
 ) -> np.ndarray:
     """Runs the body over images once and returns their (pooled) features.
+
+    `extract_features_run` takes the same arguments and also says which engine ran.
 
     Args:
         body: pixels -> feature map or vector, frozen.
@@ -114,6 +121,8 @@ def extract_features(
         batch_size: images per forward pass. Defaults to `EXTRACT_BATCH`.
         on_progress: `fn(done, total, message)` after each batch (images). Defaults to None.
         stop_event: checked after each batch. Defaults to None.
+        engine: `"tf"`, `"litert"` or None (LiteRT, else TensorFlow; see `lib.engine`).
+            Defaults to None.
 
     Returns:
         float32 `(N, D)` features, row i for `records[i]`.
@@ -122,23 +131,42 @@ def extract_features(
         ExtractionStopped: the stop event was set.
         TransferLabError: no records.
     """
+    return extract_features_run(body, records, image_size, batch_size=batch_size,
+                                on_progress=on_progress, stop_event=stop_event, engine=engine).features
+
+
+def extract_features_run(
+    body: keras.Model,
+    records: Sequence[ImageRecord],
+    image_size: int,
+    *,
+    batch_size: int = EXTRACT_BATCH,
+    on_progress: ProgressFn | None = None,
+    stop_event: threading.Event | None = None,
+    engine: str | None = None,
+) -> ForwardResult:
+    """`extract_features`, returning a `lib.engine.ForwardResult` (features + the engine that ran)."""
     if not records:
         raise TransferLabError("No images to extract features from.")
-    extract = pooled_feature_model(body)
     # Labels do not matter here; 2 classes keeps the pipeline's label check happy.
     unlabelled = [ImageRecord(r.path, 0, r.source, r.sha1) for r in records]
     dataset = make_dataset(unlabelled, 2, image_size, batch_size, shuffle=False, cache=False)
-    total, done, parts = len(records), 0, []
+    total, done = len(records), 0
     if on_progress:
         on_progress(0, total, _extract_message(0, total))
-    for pixels, _ in dataset:
-        parts.append(extract(pixels).numpy())
-        done += len(parts[-1])
+
+    # --- issue 8: the batched forward pass runs on lib.engine (LiteRT + XNNPACK, TensorFlow as
+    # the fallback); `pooled_feature_model` above is the TensorFlow engine's equivalent. ---
+    def batch_done(n: int) -> None:
+        nonlocal done
+        done += n
         if on_progress:
             on_progress(done, total, _extract_message(done, total))
         if stop_event is not None and stop_event.is_set():
             raise ExtractionStopped()
-    return np.concatenate(parts).astype(np.float32)
+
+    return forward_batches(body, (pixels for pixels, _ in dataset), engine=engine,
+                           name=body.name, on_batch=batch_done)
 
 
 def _extract_message(done: int, total: int) -> str:
@@ -151,14 +179,15 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {"sha1": data["sha1"], "features": data["features"]}
+            engine = str(data["engine"]) if "engine" in data.files else ""
+            return {"sha1": data["sha1"], "features": data["features"], "engine": engine}
     except (OSError, ValueError, KeyError):
         return None
 
 
-def _write_cache(path: Path, sha1s: np.ndarray, features: np.ndarray) -> None:
+def _write_cache(path: Path, sha1s: np.ndarray, features: np.ndarray, engine: str = "") -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, sha1=sha1s, features=features)
+    np.savez(buffer, sha1=sha1s, features=features, engine=np.array(engine))
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -203,10 +232,10 @@ def cached_features(
         for record in records:
             unique.setdefault(record.sha1, record)
         ordered = sorted(unique)
-        features = extract_features(body, [unique[s] for s in ordered], image_size,
-                                    on_progress=on_progress, stop_event=stop_event)
-        cached = {"sha1": np.array(ordered), "features": features}
-        _write_cache(path, cached["sha1"], features)
+        run = extract_features_run(body, [unique[s] for s in ordered], image_size,
+                                   on_progress=on_progress, stop_event=stop_event)
+        cached = {"sha1": np.array(ordered), "features": run.features, "engine": run.engine}
+        _write_cache(path, cached["sha1"], run.features, run.engine)
     elif on_progress:
         on_progress(len(records), len(records), "Features read from the cache")
     row = {str(s): i for i, s in enumerate(cached["sha1"])}
@@ -217,4 +246,4 @@ def cached_features(
         return cached_features(body, records, model_id=model_id, cut=cut, image_size=image_size,
                                name=name, on_progress=on_progress, stop_event=stop_event)
     aligned = cached["features"][[row[s] for s in sha1s]]
-    return CachedFeatures(aligned, hit, time.perf_counter() - start, path)
+    return CachedFeatures(aligned, hit, time.perf_counter() - start, path, cached["engine"])
