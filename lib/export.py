@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from lib.errors import TransferLabError
-from lib.paths import atomic_write_text
+from lib.storage import atomic_write_text
 
 KERAS = "keras"
 SAVED_MODEL = "saved_model"

@@ -30,8 +30,8 @@ from lib.data.pipeline import make_dataset
 from lib.data.sources import ImageRecord
 from lib.engine import ForwardResult, forward_batches
 from lib.errors import TransferLabError
-from lib.paths import atomic_write_bytes, cache_dir
 from lib.progress import ProgressFn
+from lib.storage import atomic_write_bytes, cache_dir
 
 FEATURES_DIR = "features"
 # Images per forward pass while extracting: big enough to amortise per-call overhead, small

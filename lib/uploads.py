@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 from lib.errors import TransferLabError
-from lib.paths import atomic_write_bytes, cache_dir
+from lib.storage import atomic_write_bytes, cache_dir
 
 UPLOADS_DIR = "uploads"
 DIGEST_CHARS = 16

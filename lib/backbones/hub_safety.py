@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 
 from lib.errors import TransferLabError
-from lib.paths import cache_dir, runs_dir
+from lib.storage import cache_dir, runs_dir
 
 HUB_ROOTS_ENV = "TRANSFERLAB_HUB_ROOTS"
 OPS_FILE = Path(__file__).with_name("savedmodel_ops.txt")

@@ -16,7 +16,7 @@ import keras
 from lib.backbones import efficientnet_lite as lite
 from lib.backbones.spec import CACHED, OFFLINE, BackboneSpec
 from lib.errors import TransferLabError
-from lib.paths import atomic_save_weights, atomic_write_text, cache_dir
+from lib.storage import atomic_save_weights, atomic_write_text, cache_dir
 
 # Published ImageNet accuracy of the TF Lite float models (tensorflow/tpu, efficientnet/lite/README.md).
 PUBLISHED = {"efficientnet_lite0": 75.1, "efficientnet_lite1": 76.7, "efficientnet_lite2": 77.6}

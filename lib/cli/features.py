@@ -35,7 +35,7 @@ def features_command(args: argparse.Namespace) -> dict:
     from lib.data.sources import load_dataset
     from lib.features import extract_features_run
     from lib.models import build_body
-    from lib.paths import atomic_write_bytes
+    from lib.storage import atomic_write_bytes
 
     out = Path(args.out).expanduser()
     if out.suffix != ".npz":

@@ -18,8 +18,8 @@ from lib.data.housekeeping import prune, remove_entry, touch
 from lib.data.records import DatasetIndex
 from lib.data.scan import PROGRESS_EVERY, is_ignored, load_folder
 from lib.errors import TransferLabError
-from lib.paths import cache_dir
 from lib.progress import ProgressFn
+from lib.storage import cache_dir
 
 # Zip limits: generous for a real photo set, small enough that a zip bomb cannot fill the disk.
 MAX_ZIP_FILES = 50_000

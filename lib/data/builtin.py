@@ -21,11 +21,7 @@ the network is reachable, then written out as class folders, so they load like a
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +29,8 @@ from PIL import Image
 
 from lib.errors import TransferLabError
 from lib.net import reachable
-from lib.paths import cache_dir
 from lib.progress import ProgressFn
+from lib.storage import atomic_write_folder, cache_dir
 
 BUILTIN_DATASETS: dict[str, str] = {
     "faces": "Faces vs not-faces: 2 classes x 100 real 25x25 grey photos (LFW, ships with scikit-image)",
@@ -71,7 +67,7 @@ def materialise_builtin(name: str) -> Path:
         raise TransferLabError(f"Unknown built-in dataset 'builtin:{name}'. Available: {known}.")
     target = cache_dir() / "datasets" / "builtin" / name
     if not target.is_dir():
-        write_folder_atomic(target, write_faces)
+        atomic_write_folder(target, write_faces)
     return target
 
 
@@ -88,25 +84,6 @@ def write_faces(root: Path) -> None:
         Image.fromarray(np.stack([grey] * 3, axis=-1), "RGB").save(
             folder / f"{i % FACES_SPLIT:03d}.png"
         )
-
-
-def write_folder_atomic(target: Path, write: Callable[[Path], None]) -> None:
-    """Fills a temporary folder with `write(tmp)`, then renames it to `target`.
-
-    A crash leaves no half-written dataset, and two sessions racing both end with a whole one.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not target.is_dir():
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # --- TensorFlow Datasets ---------------------------------------------------------------------
@@ -158,7 +135,7 @@ def materialise_tfds(name: str, *, on_progress: ProgressFn | None = None) -> Pat
         builder.download_and_prepare()
     except Exception as e:  # TFDS raises many types: unknown name, HTTP, checksum, disk
         raise TransferLabError(f"Could not download tfds:{name}: {e}") from e
-    write_folder_atomic(
+    atomic_write_folder(
         target, lambda tmp: write_tfds_images(tfds, builder, name, tmp, on_progress)
     )
     return target

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from lib.errors import TransferLabError
-from lib.paths import cache_dir
+from lib.storage import cache_dir
 
 DATA_ROOTS_ENV = "TRANSFERLAB_DATA_ROOTS"
 HOSTED_ENV = "TRANSFERLAB_HOSTED"

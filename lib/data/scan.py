@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import unicodedata
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +26,8 @@ from lib.data.records import DatasetIndex, ImageRecord, Scanned
 from lib.data.report import DataReport, build_warnings
 from lib.errors import TransferLabError
 from lib.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_image, open_image
-from lib.paths import cache_dir
 from lib.progress import ProgressFn
+from lib.storage import atomic_save_png, cache_dir
 
 # A class needs two images: one to train on and one to validate on.
 MIN_IMAGES_PER_CLASS = 2
@@ -227,7 +226,7 @@ def scan_file(path: Path, class_index: int) -> Scanned:
         return Scanned(source, class_index, sha1=sha1, path=source)
     converted = cache_dir() / "datasets" / "converted" / f"{sha1}.png"
     if not converted.is_file():
-        write_png_atomic(rgb, converted)
+        atomic_save_png(rgb, converted)
     return Scanned(source, class_index, sha1=sha1, path=str(converted), converted_from=needs)
 
 
@@ -263,19 +262,6 @@ def conversion_reason(data: bytes, mode: str) -> str:
 def png_bit_depth(data: bytes) -> int:
     """Reads the bit depth from a PNG's IHDR chunk (byte 24)."""
     return data[24] if len(data) > 24 else 8
-
-
-def write_png_atomic(img: Image.Image, path: Path) -> None:
-    """Saves a PIL image as PNG so that readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_index(name: str, class_names: tuple[str, ...], scanned: list[Scanned]) -> DatasetIndex:

@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from lib.paths import atomic_write_bytes, atomic_write_text, cache_dir
+from lib.storage import atomic_write_bytes, atomic_write_text, cache_dir
 
 ENGINES_DIR = "engines"
 FORMAT_VERSION = "v1"

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,8 +33,8 @@ import keras
 import pandas as pd
 
 from lib.errors import TransferLabError
-from lib.paths import atomic_save_weights, atomic_write_text, runs_dir
 from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
+from lib.storage import atomic_save_model, atomic_save_weights, atomic_write_text, runs_dir
 
 STATUSES = (RUNNING, DONE, STOPPED, FAILED, INTERRUPTED)
 
@@ -89,7 +88,7 @@ def new_run_dir(config, root: Path | None = None) -> Path:
 
     Args:
         config: the run's `TrainConfig` (its backbone and data name the folder).
-        root: where runs live. Defaults to None: `lib.paths.runs_dir()`.
+        root: where runs live. Defaults to None: `lib.storage.runs_dir()`.
 
     Returns:
         The new, empty folder: `<root>/<UTC time>-<backbone>-<data>[-N]`.
@@ -233,15 +232,7 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
     SavedModel layer inside the `.keras` file, so such runs reload by rebuilding the model from the
     config (which re-checks the SavedModel) and loading these weights.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_save_model(model, path)
     if holds_saved_model(model):
         atomic_save_weights(model, weights_file(path))
 
@@ -324,7 +315,7 @@ def list_runs(root: Path | None = None, *, viewer: str | None = None) -> list[di
     """Lists the runs on disk, newest first. Never fails on a half-written or foreign folder.
 
     Args:
-        root: where runs live. Defaults to None: `lib.paths.runs_dir()`.
+        root: where runs live. Defaults to None: `lib.storage.runs_dir()`.
         viewer: on a hosted server, the session asking: it sees its own runs and the runs marked
             shared. None (a local or team server, the CLI) lists every run. Defaults to None.
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from lib.paths import atomic_save_weights
 from lib.runs import (
     CHECKPOINT_DIR,
     DONE,
@@ -38,6 +37,7 @@ from lib.runs import (
     write_metrics,
     write_status,
 )
+from lib.storage import atomic_save_weights
 
 
 class RunRecorder:

@@ -79,7 +79,7 @@ def train(config: TrainConfig, *, backbone: Backbone | None = None,
         backbone: the loaded backbone, if the caller has it cached. Defaults to None (load it).
         dataset: the loaded dataset, if the caller has it. Defaults to None (load `config.data`).
         run_dir: where to write the run; must be new or empty. Defaults to None: a new folder
-            under `lib.paths.runs_dir()`.
+            under `lib.storage.runs_dir()`.
         callbacks: progress reporting. Defaults to None.
         stop_event: set it to stop within one batch; the best epoch so far is kept and the run is
             marked "stopped". Defaults to None.
@@ -156,7 +156,7 @@ def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = 20,
         new_run: write a new run folder, whose history starts with the result's, instead of
             continuing `result.run_dir` (the saved run is then left as it was). Defaults to False.
         run_dir: the new run's folder, which must be new or empty; implies `new_run`. Defaults to
-            None: a new folder under `lib.paths.runs_dir()` when `new_run`.
+            None: a new folder under `lib.storage.runs_dir()` when `new_run`.
 
     Returns:
         A new `TrainResult` with the fine-tuned model and the combined history.

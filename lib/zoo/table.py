@@ -15,8 +15,8 @@ from pathlib import Path
 
 from lib.backbones import RANDOM, get_spec, list_specs
 from lib.errors import TransferLabError
-from lib.paths import atomic_write_text, cache_dir
 from lib.progress import ProgressFn
+from lib.storage import atomic_write_text, cache_dir
 from lib.zoo.machine import fingerprint_key, machine_fingerprint
 from lib.zoo.measure import (
     ACCURACY_NOTE,
