@@ -67,6 +67,30 @@ def sharing_ui(row: dict) -> None:
         st.rerun()
 
 
+def export_section(row: dict) -> None:
+    """Exports the run's model for another runtime (with labels and a model card), then offers it."""
+    from lib.export import FORMATS, RUNTIMES, export_archive
+
+    if not row.get("has_model"):
+        return
+    left, middle, right = st.columns([2, 1, 2], vertical_alignment="bottom")
+    fmt = left.selectbox("Export for", FORMATS, key=f"runs_export_fmt_{row['name']}",
+                         format_func=lambda f: f"{f}: {RUNTIMES[f].split(' (')[0]}")
+    key = f"runs_export_{row['name']}_{fmt}"
+    if middle.button("Prepare", key=f"runs_export_go_{row['name']}", icon=":material/package_2:"):
+        with st.spinner(f"Exporting {row['name']} as {fmt} (converting can take a little while)…"):
+            try:
+                state.put(key, export_archive(row["path"], fmt))
+            except TransferLabError as e:
+                st.error(str(e))
+    prepared = state.get(key)
+    if prepared is not None:
+        file_name, data = prepared
+        right.download_button(f"Download {file_name}", data=data, file_name=file_name,
+                              mime="application/zip", on_click="ignore", icon=":material/download:",
+                              key=f"runs_export_dl_{row['name']}_{fmt}")
+
+
 def downloads_section(row: dict) -> None:
     """One download button per file the run has."""
     st.markdown(f"**Files of `{row['name']}`**")
@@ -104,3 +128,4 @@ overlay_section(chosen)
 for run in chosen:
     sharing_ui(run)
     downloads_section(run)
+    export_section(run)

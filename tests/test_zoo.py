@@ -170,3 +170,16 @@ def test_the_worker_measures_a_hub_backbone_at_its_fixed_non_default_size(tmp_pa
     row = zoo.measure_in_subprocess(name, (1,), min_runs=3, budget_s=0.05)
     assert row["name"] == name and row["input_size"] == 32 and row["family"] == "TF Hub"
     assert row["depth"] is None and row["measured_pretrained"] is True and row["size_mb"] > 0
+
+
+def test_the_zoo_times_litert_beside_tensorflow():
+    """What deployment would cost: each row also has LiteRT (XNNPACK) latency and throughput."""
+    fp = _fake_fingerprint("test CPU LiteRT")
+    data = zoo.measure_zoo(["tiny_random"], (1, 32), fingerprint=fp, **FAST)
+    row = data["rows"]["tiny_random"]
+    assert row["litert_error"] is None, row["litert_error"]
+    for batch in ("1", "32"):
+        timing = row["timings_litert"][batch]
+        assert timing["engine"] == "litert" and timing["throughput_ips"] > 0
+    flat = zoo.flatten_row(row)
+    assert flat["latency_ms_b1_litert"] > 0 and flat["throughput_b32_litert"] > 0

@@ -55,7 +55,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEPTH_METHOD = "layers with weights (as the Keras Applications table counts depth)"
 LATENCY_METHOD = (
     f"predict_on_batch on random pixels; 1 warm-up call, then >= {MIN_RUNS} timed calls and >= "
-    f"{TIME_BUDGET_S:g} s per batch size (at most {MAX_RUNS}); median ms per image, with p10-p90"
+    f"{TIME_BUDGET_S:g} s per batch size (at most {MAX_RUNS}); median ms per image, with p10-p90. "
+    "The LiteRT columns time the same model converted to LiteRT with XNNPACK (what deploying it on "
+    "this machine would cost), the same way"
 )
 MEMORY_METHOD = (
     "peak RSS increase over the process baseline while the backbone is built and run "
@@ -206,6 +208,23 @@ def build_for_timing(spec: BackboneSpec, status: str) -> tuple[keras.Model, bool
     return spec.builder(False), False
 
 
+def time_litert(model: keras.Model, input_size: int, batches: Sequence[int], *, min_runs: int,
+                budget_s: float) -> tuple[dict, str | None]:
+    """Times the same model on LiteRT (XNNPACK), what deploying it on this machine would cost.
+
+    Returns:
+        `(timings by batch size, None)`, or `({}, why)` when the model cannot run on LiteRT here
+        (a conversion that fails, e.g. a TF Hub SavedModel layer): the TensorFlow columns still stand.
+    """
+    from lib.engine import LITERT, time_forward
+
+    try:
+        return {str(b): time_forward(model, input_size, b, engine=LITERT, min_runs=min_runs,
+                                     budget_s=budget_s) for b in batches}, None
+    except TransferLabError as e:
+        return {}, str(e)
+
+
 def measure_spec(spec: BackboneSpec, batches: Sequence[int] = DEFAULT_BATCHES, *, min_runs: int = MIN_RUNS,
                  budget_s: float = TIME_BUDGET_S) -> dict:
     """Builds one backbone in this process and measures it (see the module docstring).
@@ -228,6 +247,7 @@ def measure_spec(spec: BackboneSpec, batches: Sequence[int] = DEFAULT_BATCHES, *
         model, pretrained = build_for_timing(spec, status)
         timings = {str(b): time_batches(model, spec.input_size, b, min_runs=min_runs, budget_s=budget_s)
                    for b in batches}
+    litert, litert_error = time_litert(model, spec.input_size, batches, min_runs=min_runs, budget_s=budget_s)
     row = registry_row(spec, status)
     row.update(
         params=int(model.count_params()),
@@ -236,6 +256,8 @@ def measure_spec(spec: BackboneSpec, batches: Sequence[int] = DEFAULT_BATCHES, *
         measured_pretrained=pretrained,
         peak_mem_mb=round(rss.peak_delta_mb, 1),
         timings=timings,
+        timings_litert=litert,
+        litert_error=litert_error,
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     del model

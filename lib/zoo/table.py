@@ -41,6 +41,7 @@ ZOO_COLUMNS = (
     "top1", "top5", "accuracy_source", "weights", "measured_pretrained",
     "latency_ms_b1", "latency_ms_b1_p10", "latency_ms_b1_p90", "throughput_b1",
     "latency_ms_b32", "latency_ms_b32_p10", "latency_ms_b32_p90", "throughput_b32",
+    "latency_ms_b1_litert", "latency_ms_b32_litert", "throughput_b32_litert", "litert_error",
     "peak_mem_mb", "measured_at",
 )
 
@@ -154,6 +155,9 @@ def flatten_row(row: dict) -> dict:
         flat[f"latency_ms_b{batch}_p10"] = t["p10_ms_per_image"]
         flat[f"latency_ms_b{batch}_p90"] = t["p90_ms_per_image"]
         flat[f"throughput_b{batch}"] = t["throughput_ips"]
+    for batch, t in (row.get("timings_litert") or {}).items():
+        flat[f"latency_ms_b{batch}_litert"] = t["median_ms_per_image"]
+        flat[f"throughput_b{batch}_litert"] = t["throughput_ips"]
     return flat
 
 
