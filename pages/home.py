@@ -69,6 +69,9 @@ def next_steps_section(done: set[str]) -> None:
 
 st.title("TransferLab")
 st.caption("Transfer learning for images, in the browser.")
+if state.get_result(state.TRAIN_RESULT) is None:
+    st.info("New here? Choose your data (a built-in set, or a zip of one folder per class), then "
+            "train a head on it: the steps under **Where you are** take you through each page.")
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.markdown(LESSON)

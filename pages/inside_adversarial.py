@@ -196,7 +196,11 @@ def buttons_ui(probe, image: np.ndarray | None, settings: dict) -> None:
 
 
 def results_ui() -> None:
-    """The live panels of running jobs, or what finished ones left."""
+    """The live panels of running jobs, or what finished ones left (or what to do first)."""
+    if all(state.get(key) is None for key in (state.INSIDE_ATTACK_JOB, state.INSIDE_SWEEP_JOB)):
+        st.info("Pick an image above and press **Attack**, or press **ε sweep** to measure "
+                "robust accuracy over a dozen images.")
+        return
     if state.job_running(state.INSIDE_ATTACK_JOB):
         job_panel(state.INSIDE_ATTACK_JOB, "Attack")
     elif (snap := finished_note(state.INSIDE_ATTACK_JOB)) is not None and snap["result"] is not None:
