@@ -50,8 +50,11 @@ def backbone_sidebar_when_ready() -> None:
 
 
 def data_sidebar() -> None:
+    """The session's dataset by the name a person knows it by (an upload's file name)."""
+    from lib.uploads import display_name
+
     spec = state.current_data_spec()
-    st.markdown(f"**Data:** `{spec}`" if spec else "**Data:** none chosen")
+    st.markdown(f"**Data:** `{display_name(spec)}`" if spec else "**Data:** none chosen")
 
 
 def model_sidebar() -> None:

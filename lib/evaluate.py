@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from lib.models import HeadConfig
 
 TOP_LOSSES = 16
+# Gallery thumbnails (top losses, confusion cells) are made this size at most (longest side, px).
+THUMBNAIL_SIDE = 256
 # Probabilities are clipped before the log so a confident mistake has a finite loss.
 EPSILON = 1e-7
 
@@ -118,6 +120,33 @@ def evaluate_model(model: keras.Model, records: Sequence[ImageRecord], class_nam
         )
     probs = predict_records(model, records, len(class_names), batch_size)
     return summarize_predictions(probs, records, class_names)
+
+
+def load_thumbnail(path: str, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
+    """A small upright RGB copy of a dataset image, for a gallery; None when it cannot be read.
+
+    Galleries get pixels, not file paths: a path hands the file to Streamlit as it is (any size
+    and format the dataset held), and a file that is gone by the time the result is shown (an
+    unpacked upload or a converted image pruned from the cache, a run reopened elsewhere) breaks
+    the whole page instead of one tile.
+
+    Args:
+        path: the record's `path` (what `tf.io.decode_image` read for training).
+        side: the longest side of the thumbnail in pixels. Defaults to `THUMBNAIL_SIDE`.
+
+    Returns:
+        `(h, w, 3)` uint8 with `max(h, w) <= side`, or None (missing, unreadable, not an image).
+    """
+    from lib.images import open_image
+
+    if side < 1:
+        raise ValueError(f"Received `side={side}`; it must be a positive pixel count.")
+    try:
+        img, _ = open_image(path)
+    except TransferLabError:
+        return None
+    img.thumbnail((side, side))
+    return np.asarray(img, dtype=np.uint8)
 
 
 def check_class_names(run_labels: Sequence[str], data_classes: Sequence[str], data_name: str) -> None:

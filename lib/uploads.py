@@ -39,3 +39,28 @@ def save_upload(name: str, data: bytes) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, data)
     return str(path)
+
+
+def display_name(spec: str | None) -> str:
+    """How the UI names a dataset spec: an uploaded file by the name the person gave it.
+
+    An upload is stored as `<cache>/uploads/<digest>/<name>` (see `save_upload`); that path is
+    the session's dataset spec and a run's `data`, but the person expects `name` (e.g.
+    `flowers3.zip`), and a hosted server should not show its cache layout. Other specs
+    (`builtin:NAME`, `tfds:NAME`, a server folder the person typed) are shown as they are.
+
+    Args:
+        spec: a dataset spec, or None.
+
+    Returns:
+        The name to show; "" for None or "".
+    """
+    if not spec:
+        return ""
+    path = Path(str(spec))
+    uploads = cache_dir() / UPLOADS_DIR
+    try:
+        inside = path.parent.parent.resolve() == uploads.resolve()
+    except (OSError, RuntimeError):
+        inside = False
+    return path.name if inside else str(spec)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from lib.plots.workflow import make_workflow_figure
 from lib.ui import navigation, state
+from lib.uploads import display_name
 
 LESSON = """
 **Transfer learning** reuses a network that already learned to see from over a million ImageNet
@@ -52,7 +53,8 @@ def next_steps_section(done: set[str]) -> None:
     steps = [
         (navigation.ZOO, f"Backbone: {state.current_backbone_name()} (model zoo)",
          icon("backbone")),
-        (navigation.DATA, f"Data: {state.current_data_spec() or 'none yet'}", icon("data")),
+        (navigation.DATA, f"Data: {display_name(state.current_data_spec()) or 'none yet'}",
+         icon("data")),
         (navigation.TRAIN, "Train a head on the frozen backbone", icon("train")),
         (navigation.FINE_TUNE, "Fine-tune the top layers", icon("fine_tune")),
         (navigation.PREDICT, "Predict on your own photos (or with a saved run)", None),
@@ -67,6 +69,9 @@ def next_steps_section(done: set[str]) -> None:
 
 st.title("TransferLab")
 st.caption("Transfer learning for images, in the browser.")
+if state.get_result(state.TRAIN_RESULT) is None:
+    st.info("New here? Choose your data (a built-in set, or a zip of one folder per class), then "
+            "train a head on it: the steps under **Where you are** take you through each page.")
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.markdown(LESSON)

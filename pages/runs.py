@@ -17,6 +17,7 @@ from lib.runs import (
     set_shared,
 )
 from lib.ui import navigation, state
+from lib.uploads import display_name
 
 TABLE_COLUMNS = ["name", "status", "kind", "backbone", "data", "val_accuracy", "test_accuracy",
                  "epochs", "started", "shared"]
@@ -29,7 +30,8 @@ DOWNLOADS = {MODEL_FILE: "application/octet-stream", LABELS_FILE: "text/plain",
 
 def runs_table_ui(rows: list[dict]) -> list[dict]:
     """The runs table with row selection; returns the selected rows."""
-    table = [{c: row.get(c) for c in TABLE_COLUMNS} for row in rows]
+    table = [{c: display_name(row.get(c)) if c == "data" else row.get(c) for c in TABLE_COLUMNS}
+             for row in rows]
     event = st.dataframe(
         table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
         column_config={

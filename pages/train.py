@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from lib.errors import TransferLabError
+from lib.evaluate import load_thumbnail
 from lib.jobs import Job, job_callbacks
 from lib.models import HeadConfig
 from lib.plots.training import make_batch_loss_figure, make_confusion_figure, make_history_figure
@@ -256,11 +259,16 @@ def top_losses_section(top_losses: list[dict]) -> None:
 
 
 def image_grid(paths: list[str], captions: list[str]) -> None:
+    """Thumbnails in rows of `GALLERY_COLUMNS`; an image no longer on disk keeps its caption."""
     for start in range(0, len(paths), GALLERY_COLUMNS):
         cols = st.columns(GALLERY_COLUMNS)
         for col, path, caption in zip(cols, paths[start:start + GALLERY_COLUMNS],
                                       captions[start:start + GALLERY_COLUMNS], strict=False):
-            col.image(path, caption=caption, width="stretch")
+            thumbnail = load_thumbnail(path)
+            if thumbnail is None:
+                col.caption(f"{caption} (image no longer readable: {Path(path).name})")
+            else:
+                col.image(thumbnail, caption=caption, width="stretch")
 
 
 def scratch_ui(result, dataset, busy: bool) -> None:

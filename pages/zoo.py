@@ -10,7 +10,7 @@ from lib.backbones.hub_compat import hub_spec
 from lib.errors import TransferLabError
 from lib.jobs import job_callbacks
 from lib.plots.zoo import make_zoo_scatter_figure
-from lib.ui import resources, state
+from lib.ui import navigation, resources, state
 from lib.ui.jobs import finished_note, job_panel, start_job_ui
 
 MEASURE_JOB = state.ZOO_MEASURE_JOB
@@ -160,6 +160,7 @@ def main() -> None:
     scatter_section(rows, selected)
     selected_section(selected)
     hub_ui()
+    navigation.page_link(navigation.DATA, label="Next: choose your data")
 
 
 try:

@@ -285,3 +285,84 @@ def test_look_inside_opens_a_saved_run(saved_run, page):
     choose_saved_run(at, "inside", saved_run)
     assert_clean(at)
     assert any(f"run {saved_run.name} (2 classes)" in c.value for c in at.caption), texts(at)
+
+
+# ----- issue 13 §5: the Train page's top losses, and an upload named by its file name ----------
+
+
+def test_top_losses_show_thumbnails_and_survive_a_missing_image(tiny_defaults, tmp_path):
+    """Every top loss is drawn from pixels lib made (a thumbnail); a file gone from the cache since
+    training (pruned, or a run reopened elsewhere) leaves its caption, not a broken page."""
+    from PIL import Image
+
+    from lib.training import TrainConfig, train
+
+    result = train(TrainConfig(backbone="tiny_random", data=str(tiny_defaults), epochs=1,
+                               batch_size=8))
+    top = result.metrics["evaluation"]["top_losses"]
+    assert len(top) >= 3
+    big = tmp_path / "big.png"  # e.g. a converted phone photo at full size
+    Image.new("RGB", (3000, 2000), (200, 30, 30)).save(big)
+    top[0]["path"] = str(big)
+    top[1]["path"] = str(tmp_path / "pruned_since.jpg")
+    at = new_app().run()
+    at.session_state["train_result"] = result
+    at.switch_page("pages/train.py").run()
+    assert_clean(at)
+    images = list(at.main.get("image"))
+    assert len(images) == len(top) - 1
+    assert all(img.url for e in images for img in e.proto.imgs)
+    assert "pruned_since.jpg" in texts(at)
+
+
+def test_load_thumbnail_is_small_upright_rgb_or_none(tmp_path):
+    from PIL import Image
+
+    from lib.evaluate import THUMBNAIL_SIDE, load_thumbnail
+
+    big = tmp_path / "big.png"
+    Image.new("RGBA", (3000, 1000), (10, 20, 30, 128)).save(big)
+    thumb = load_thumbnail(str(big))
+    assert thumb.dtype.name == "uint8" and thumb.shape[2] == 3
+    assert max(thumb.shape[:2]) <= THUMBNAIL_SIDE
+    assert load_thumbnail(str(tmp_path / "missing.jpg")) is None
+    (tmp_path / "not_an_image.jpg").write_text("hello")
+    assert load_thumbnail(str(tmp_path / "not_an_image.jpg")) is None
+
+
+def zip_of(folder: Path) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.rglob("*.jpg")):
+            archive.write(path, f"flowers3/{path.relative_to(folder)}")
+    return buffer.getvalue()
+
+
+def test_an_upload_is_named_by_its_file_name_not_its_cache_path(tiny_defaults, monkeypatch):
+    from lib.training import TrainConfig, train
+    from lib.ui.choosers import run_label
+    from lib.uploads import display_name, save_upload
+
+    spec = save_upload("flowers3.zip", zip_of(tiny_defaults))
+    assert "uploads" in spec and display_name(spec) == "flowers3.zip"
+    assert display_name(str(tiny_defaults)) == str(tiny_defaults)  # a server folder stays a path
+    assert display_name("builtin:faces") == "builtin:faces"
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_DATA", spec)
+    at = new_app().run()
+    assert_clean(at)
+    sidebar = "\n".join(m.value for m in at.sidebar.markdown)
+    assert "flowers3.zip" in sidebar and "uploads" not in sidebar
+    home_links = [e.proto.label for e in at.main.get("page_link")]
+    assert "Data: flowers3.zip" in home_links
+
+    run = train(TrainConfig(backbone="tiny_random", data=spec, epochs=1, batch_size=8))
+    at.switch_page("pages/runs.py").run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table[table["name"] == Path(run.run_dir).name]["data"]) == ["flowers3.zip"]
+    assert not any("uploads" in str(d) for d in table["data"])
+    row = {"name": Path(run.run_dir).name, "backbone": "tiny_random", "data": spec}
+    assert "flowers3.zip" in run_label(row) and "uploads" not in run_label(row)

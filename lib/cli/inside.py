@@ -15,7 +15,14 @@ from lib.backbones.imagenet import resolve_class
 from lib.cli.predict import add_model_source, load_model_source
 from lib.errors import TransferLabError
 from lib.images import load_image, save_image
-from lib.inside.attacks import DEFAULT_MARGIN, METHODS, NORMS, attack, eps_sweep
+from lib.inside.attacks import (
+    DEFAULT_MARGIN,
+    METHODS,
+    NORMS,
+    attack,
+    eps_sweep,
+    sample_dataset,
+)
 from lib.inside.gradcam import gradcam
 from lib.inside.ideal import IdealSettings, ideal_image
 from lib.inside.probe import ModelProbe
@@ -90,21 +97,14 @@ def dataset_sample(spec: str, limit: int, size: int, labels: tuple[str, ...]):
     """Up to `limit` images spread over a dataset, and their labels as model classes.
 
     Returns:
-        `(images (N, S, S, 3), label indices or None)`: the labels are None unless every class
-        name of the dataset is a class of the model (e.g. a run trained on this dataset).
+        `(images (N, S, S, 3), label indices or None)`: see `lib.inside.attacks.sample_dataset`.
     """
     from lib.data.sources import load_dataset
 
     index = load_dataset(spec)
     if not index.records:
         raise TransferLabError(f"Received `--data={spec}`, which holds no usable images.")
-    stride = max(1, len(index.records) // limit)
-    records = index.records[::stride][:limit]
-    images = np.stack([load_image(r.path, size) for r in records])
-    position = {name: i for i, name in enumerate(labels)}
-    if not all(name in position for name in index.class_names):
-        return images, None
-    return images, [position[index.class_names[r.label]] for r in records]
+    return sample_dataset(index, limit, size, labels)
 
 
 def sweep_command(args: argparse.Namespace) -> dict:

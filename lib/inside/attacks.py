@@ -116,6 +116,43 @@ class SweepResult:
     mean_confidence: list[float] = field(default_factory=list)
 
 
+def sample_dataset(
+    index, limit: int, size: int, model_labels: Sequence[str]
+) -> tuple[np.ndarray, list[int] | None]:
+    """Up to `limit` images spread over a dataset, and their true labels as the model's classes.
+
+    The ε sweep of the CLI (`attack --sweep --data`) and of the Adversarial page both use it, so
+    both measure robust accuracy against the same labels.
+
+    Args:
+        index: a `lib.data.DatasetIndex` (its records are sorted by class, so a stride spreads the
+            sample over the classes).
+        limit: the most images to take.
+        size: the model's input side; images are resized and centre-cropped to it.
+        model_labels: the model's class names, in output order.
+
+    Returns:
+        `(images (N, size, size, 3) float32, label indices or None)`: the labels are None unless
+        every class name of the dataset is a class of the model (e.g. a run trained on it).
+
+    Raises:
+        TransferLabError: the dataset has no images, or `limit` is below 1.
+    """
+    from lib.images import load_image
+
+    if limit < 1:
+        raise TransferLabError(f"Received `limit={limit}`; use 1 or more images.")
+    if not index.records:
+        raise TransferLabError(f"{index.name} holds no usable images to attack.")
+    stride = max(1, len(index.records) // limit)
+    records = index.records[::stride][:limit]
+    images = np.stack([load_image(r.path, size) for r in records])
+    position = {name: i for i, name in enumerate(model_labels)}
+    if not all(name in position for name in index.class_names):
+        return images, None
+    return images, [position[index.class_names[r.label]] for r in records]
+
+
 def attack_batch(
     probe: ModelProbe,
     images: np.ndarray,

@@ -16,6 +16,7 @@ import streamlit as st
 
 from lib.errors import TransferLabError
 from lib.ui import resources, state
+from lib.uploads import display_name
 
 TRAINED = "This session's trained model"
 SAVED_RUN = "A saved run"
@@ -51,7 +52,8 @@ def run_label(row: dict) -> str:
     """How the run chooser names a run: folder, backbone, data and validation accuracy."""
     acc = row.get("val_accuracy")
     acc_text = f", val {acc:.0%}" if isinstance(acc, int | float) else ""
-    return f"{row['name']} ({row.get('backbone') or '?'} on {row.get('data') or '?'}{acc_text})"
+    return (f"{row['name']} ({row.get('backbone') or '?'} on "
+            f"{display_name(row.get('data')) or '?'}{acc_text})")
 
 
 def model_chooser(prefix: str) -> ModelChoice:

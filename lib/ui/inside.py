@@ -79,6 +79,11 @@ def header(title: str, intro: str) -> InsideModel:
         st.stop()
     st.caption(f"Looking inside {chosen.description}, {chosen.probe.input_size} px input. "
                "All budgets are in pixel units (0-255).")
+    if choice.kind == IMAGENET and state.trained_model() is None:
+        st.info("You are looking inside the backbone's own ImageNet classifier. To look inside a "
+                "model of your classes, train a head on your data first (or pick a saved run "
+                "above).")
+        navigation.page_link(navigation.TRAIN, label="Train a model on your data")
     return chosen
 
 
