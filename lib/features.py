@@ -10,12 +10,15 @@ body and get the same features. So we compute them once, keep them in
 * A body that outputs a feature map is pooled here (GlobalAveragePooling2D has no weights, and the
   head would pool first anyway), which stores 1280 floats per Lite0 image instead of 7x7x1280.
 * Files are written atomically, so a killed extraction leaves no half file behind.
+* A cache that cannot be written (read-only, full, not ours) costs only the reuse: the features
+  just computed are used from memory, and the caller is warned.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +41,9 @@ FEATURES_DIR = "features"
 # enough to keep peak memory modest (64 x 224 x 224 x 3 floats = 38 MB).
 EXTRACT_BATCH = 64
 KEY_VERSION = "v1"
+UNWRITABLE_MESSAGE = ("Could not save the features to the cache ({error}); training on them from "
+                      "memory, so the next run extracts them again.")
+log = logging.getLogger(__name__)
 
 
 class ExtractionStopped(Exception):
@@ -63,6 +69,7 @@ class CachedFeatures:
     seconds: float
     path: Path
     engine: str = ""  # issue 8: which engine ran, for the run config and the UI
+    warning: str = ""  # why the features were not saved ("" when saved or read from disk)
 
 
 def feature_key(model_id: str, cut: str, image_size: int, sha1s: Sequence[str]) -> str:
@@ -201,6 +208,7 @@ def cached_features(
     name: str = "",
     on_progress: ProgressFn | None = None,
     stop_event: threading.Event | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> CachedFeatures:
     """Returns features for `records`, from the disk cache or by extracting (and caching) them.
 
@@ -215,6 +223,9 @@ def cached_features(
         name: a readable prefix for the file name. Defaults to "".
         on_progress: `fn(done, total, message)` while extracting (or once, on a hit). Defaults to None.
         stop_event: checked after each extraction batch. Defaults to None.
+        on_warning: `fn(text)` when the features cannot be written to the cache (they are
+            returned from memory all the same). Defaults to None: the text goes to `on_progress`
+            as its message (and to the log).
 
     Returns:
         `CachedFeatures` with one row per record, in order.
@@ -227,6 +238,7 @@ def cached_features(
     path = features_path(feature_key(model_id, cut, image_size, sha1s), name)
     cached = _read_cache(path)
     hit = cached is not None
+    warning = ""
     if cached is None:
         unique: dict[str, ImageRecord] = {}
         for record in records:
@@ -235,7 +247,11 @@ def cached_features(
         run = extract_features_run(body, [unique[s] for s in ordered], image_size,
                                    on_progress=on_progress, stop_event=stop_event)
         cached = {"sha1": np.array(ordered), "features": run.features, "engine": run.engine}
-        _write_cache(path, cached["sha1"], run.features, run.engine)
+        try:
+            _write_cache(path, cached["sha1"], run.features, run.engine)
+        except OSError as e:  # read-only, full or foreign cache folder: train without saving
+            warning = UNWRITABLE_MESSAGE.format(error=f"{type(e).__name__}: {e}")
+            _warn(warning, len(records), on_warning, on_progress)
     elif on_progress:
         on_progress(len(records), len(records), "Features read from the cache")
     row = {str(s): i for i, s in enumerate(cached["sha1"])}
@@ -244,6 +260,18 @@ def cached_features(
         # Only possible if a file was tampered with; rebuild rather than misalign rows.
         path.unlink(missing_ok=True)
         return cached_features(body, records, model_id=model_id, cut=cut, image_size=image_size,
-                               name=name, on_progress=on_progress, stop_event=stop_event)
+                               name=name, on_progress=on_progress, stop_event=stop_event,
+                               on_warning=on_warning)
     aligned = cached["features"][[row[s] for s in sha1s]]
-    return CachedFeatures(aligned, hit, time.perf_counter() - start, path, cached["engine"])
+    return CachedFeatures(aligned, hit, time.perf_counter() - start, path, cached["engine"],
+                          warning)
+
+
+def _warn(text: str, total: int, on_warning: Callable[[str], None] | None,
+          on_progress: ProgressFn | None) -> None:
+    """Says `text` through `on_warning`, else as `on_progress`'s message; always logs it."""
+    log.warning(text)
+    if on_warning is not None:
+        on_warning(text)
+    elif on_progress is not None:
+        on_progress(total, total, text)

@@ -28,6 +28,9 @@ LARGE_PIXELS = 12_000_000
 LARGE_DECODES = threading.Semaphore(1)
 # Rows converted at once from 16-bit or float to 8-bit (bounds the float copy).
 RESCALE_ROWS = 256
+# EfficientNet-Lite's own ImageNet evaluation crops the centre size/(size+32) of the shorter side,
+# then resizes (bicubic): 224/256 at 224 px. A backbone's ImageNet classifier predicts on that crop.
+EVAL_CROP_PADDING = 32
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -151,19 +154,48 @@ def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
     return ImageOps.fit(img, (size, size), method=Image.Resampling.BILINEAR, centering=(0.5, 0.5))
 
 
-def load_image(source: str | Path | bytes, size: int | None = None) -> np.ndarray:
+def eval_center_crop(img: Image.Image, size: int, crop_padding: int = EVAL_CROP_PADDING) -> Image.Image:
+    """EfficientNet's evaluation crop: the centre `size/(size+crop_padding)` of the shorter side,
+    as a square, resized (bicubic) to `size`x`size`.
+
+    Args:
+        img: an RGB PIL image.
+        size: the output side in pixels.
+        crop_padding: the margin the crop leaves, in output pixels. Defaults to
+            `EVAL_CROP_PADDING` (32: the centre 224/256 at 224 px).
+
+    Returns:
+        A `size`x`size` RGB image.
+    """
+    if size < 1 or crop_padding < 0:
+        raise ValueError(f"Received `size={size}`, `crop_padding={crop_padding}`; use size >= 1 "
+                         "and crop_padding >= 0.")
+    width, height = img.size
+    side = max(1, int(round(size / (size + crop_padding) * min(width, height))))
+    left, top = (width - side) // 2, (height - side) // 2
+    return img.resize((size, size), Image.Resampling.BICUBIC,
+                      box=(left, top, left + side, top + side))
+
+
+def load_image(source: str | Path | bytes, size: int | None = None, *,
+               crop_padding: int | None = None) -> np.ndarray:
     """Loads an image as a float32 array of pixels in [0, 255].
 
     Args:
         source: a file path or the file's bytes.
         size: if given, resize the shorter side to `size` and centre-crop to a square.
             Defaults to None (keep the original size).
+        crop_padding: with `size`, use the evaluation crop instead (`eval_center_crop` with this
+            margin, e.g. `EVAL_CROP_PADDING` for a backbone's ImageNet classifier). Defaults to
+            None (the plain resize-and-crop the data pipeline uses).
 
     Returns:
         A float32 array of shape `(H, W, 3)`.
     """
     img, _ = open_image(source)
-    if size is not None:
+    if size is not None and crop_padding is not None:
+        img = eval_center_crop(img, size, crop_padding)
+    elif size is not None:
         img = resize_center_crop(img, size)
     return np.asarray(img, dtype=np.float32)
 

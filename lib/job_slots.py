@@ -1,4 +1,5 @@
-"""The server's job slots: how many heavy background jobs (training, attacks, zoo) run at once.
+"""The server's job slots: how many heavy background jobs (training, attacks, zoo) run at once,
+how many of them one visitor may hold, and when a job nobody watches counts as abandoned.
 
 On a hosted demo a few cores serve everyone: a job started while every slot is taken queues (and
 says so, see `lib.jobs.Job`) instead of slowing every running job and every page. The UI makes one
@@ -13,6 +14,24 @@ import threading
 
 MAX_JOBS_ENV = "TRANSFERLAB_MAX_JOBS"
 DEFAULT_MAX_JOBS = 2
+# One visitor (every tab of one browser) runs at most this many jobs, so nobody holds every slot.
+JOBS_PER_VISITOR_ENV = "TRANSFERLAB_JOBS_PER_VISITOR"
+DEFAULT_JOBS_PER_VISITOR = 1
+# A running job whose page has not polled it for this long is stopped: its browser is gone. An open
+# tab polls every few seconds, and even a hidden one (throttled by the browser) about once a minute.
+ABANDON_AFTER_ENV = "TRANSFERLAB_ABANDON_AFTER_S"
+DEFAULT_ABANDON_AFTER_S = 600.0
+
+
+def _read_limit(raw: str | None, env: str, default: float, kind: type = int) -> float:
+    """`raw`, else the variable `env`, else `default`; text that is not a number >= 0 gives
+    `default`, so a typo in the environment never takes the server down."""
+    raw = os.environ.get(env, str(default)) if raw is None else raw
+    try:
+        value = kind(raw)
+    except ValueError:
+        return default
+    return value if value >= 0 else default
 
 
 def max_jobs(raw: str | None = None) -> int:
@@ -25,12 +44,19 @@ def max_jobs(raw: str | None = None) -> int:
         A limit >= 0. Text that is not an integer (or is negative) gives `DEFAULT_MAX_JOBS`, so a
         typo in the environment never takes the server down.
     """
-    raw = os.environ.get(MAX_JOBS_ENV, str(DEFAULT_MAX_JOBS)) if raw is None else raw
-    try:
-        limit = int(raw)
-    except ValueError:
-        return DEFAULT_MAX_JOBS
-    return limit if limit >= 0 else DEFAULT_MAX_JOBS
+    return int(_read_limit(raw, MAX_JOBS_ENV, DEFAULT_MAX_JOBS))
+
+
+def jobs_per_visitor(raw: str | None = None) -> int:
+    """Running jobs one visitor may have: `raw`, else `TRANSFERLAB_JOBS_PER_VISITOR`, else
+    `DEFAULT_JOBS_PER_VISITOR` (1); 0 means no limit. Bad text gives the default."""
+    return int(_read_limit(raw, JOBS_PER_VISITOR_ENV, DEFAULT_JOBS_PER_VISITOR))
+
+
+def abandon_after_s(raw: str | None = None) -> float:
+    """Seconds without a poll after which a running job is stopped as abandoned: `raw`, else
+    `TRANSFERLAB_ABANDON_AFTER_S`, else `DEFAULT_ABANDON_AFTER_S`; 0 means never."""
+    return float(_read_limit(raw, ABANDON_AFTER_ENV, DEFAULT_ABANDON_AFTER_S, float))
 
 
 def make_job_slots(limit: int | None = None) -> threading.BoundedSemaphore | None:

@@ -5,6 +5,10 @@ object in session state, and polls `job.snapshot()` from a `st.fragment(run_ever
 itself never calls Streamlit: it only reports through the job's methods (`append`, `set_progress`,
 `set_result`), which take the lock, and reads `job.stop_event` to stop early.
 
+A server keeps one `JobRegistry`: every job with its owner (a visitor), so one visitor can be held
+to a number of running jobs, a team can list and stop them, and a job whose page stopped polling
+(its browser closed) is stopped instead of running on with nobody able to stop it.
+
 No Streamlit here, so the CLI, tests and benchmarks can run jobs too.
 """
 
@@ -23,6 +27,8 @@ from lib.status import DONE, FAILED, RUNNING, STOPPED
 FINISHED = (DONE, FAILED, STOPPED)  # the states a job can end in (a job is never "interrupted")
 QUEUED_MESSAGE = "Queued: other jobs are using this server's CPU; starts when one ends…"
 SLOT_POLL_S = 0.25  # how often a queued job checks its stop event
+REAP_EVERY_S = 15.0  # how often the registry looks for abandoned jobs while any runs
+ABANDONED_MESSAGE = "Stopped: nobody had looked at this job for {minutes} min (its page was closed)."
 
 
 class Job:
@@ -54,6 +60,8 @@ class Job:
         self._traceback: str | None = None
         self._started = time.time()
         self._finished: float | None = None
+        self._seen = time.monotonic()  # the last `snapshot()`: the UI polling it
+        self.owner = ""  # set by `JobRegistry.register`
 
     # ----- lifecycle -----------------------------------------------------------------------------
 
@@ -86,6 +94,11 @@ class Job:
     def running(self) -> bool:
         with self._lock:
             return self._status == RUNNING
+
+    def unseen_for(self, now: float | None = None) -> float:
+        """Seconds since the UI last took a snapshot (`time.monotonic()` clock)."""
+        with self._lock:
+            return (time.monotonic() if now is None else now) - self._seen
 
     def _wait_for_slot(self) -> bool:
         """Waits for one of the server's job slots; False when stopped while still queued."""
@@ -189,6 +202,7 @@ class Job:
             list of row dicts), `result, error, traceback, started, finished, elapsed, stopping`.
         """
         with self._lock:
+            self._seen = time.monotonic()
             end = self._finished or time.time()
             return {
                 "id": self.id,
@@ -225,8 +239,76 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+class JobRegistry:
+    """Every job one server started, with its owner: the server-wide list behind per-visitor limits,
+    the team's job list and the stopping of abandoned jobs. Thread-safe.
+
+    Args:
+        abandon_after: seconds without a `snapshot()` after which a running job is stopped as
+            abandoned; 0 never stops one. Defaults to 0.
+        reap_every: how often a background thread looks for abandoned jobs while any job runs.
+            Defaults to `REAP_EVERY_S`.
+    """
+
+    def __init__(self, abandon_after: float = 0.0, reap_every: float = REAP_EVERY_S) -> None:
+        if abandon_after < 0 or reap_every <= 0:
+            raise ValueError(f"Received `abandon_after={abandon_after}`, `reap_every={reap_every}`;"
+                             " use abandon_after >= 0 and reap_every > 0.")
+        self.abandon_after = float(abandon_after)
+        self.reap_every = float(reap_every)
+        self._lock = threading.Lock()
+        self._jobs: list[Job] = []
+        self._reaper: threading.Thread | None = None
+
+    def register(self, job: Job, owner: str) -> Job:
+        """Records `job` as `owner`'s and forgets jobs that have ended. Returns the job."""
+        job.owner = owner
+        with self._lock:
+            self._jobs = [j for j in self._jobs if j.running] + [job]
+            if self.abandon_after and (self._reaper is None or not self._reaper.is_alive()):
+                self._reaper = threading.Thread(target=self._reap_loop, name="job-reaper",
+                                                daemon=True)
+                self._reaper.start()
+        return job
+
+    def running(self, owner: str | None = None) -> list[Job]:
+        """The running jobs, oldest first; only `owner`'s when given."""
+        with self._lock:
+            jobs = list(self._jobs)
+        return [j for j in jobs if j.running and (owner is None or j.owner == owner)]
+
+    def find(self, job_id: str) -> Job | None:
+        """The registered job with id `job_id`, or None."""
+        with self._lock:
+            return next((j for j in self._jobs if j.id == job_id), None)
+
+    def reap(self, now: float | None = None) -> list[Job]:
+        """Stops every running job nobody has polled for `abandon_after` seconds.
+
+        Args:
+            now: the `time.monotonic()` time to judge by. Defaults to None (now).
+
+        Returns:
+            The jobs it stopped.
+        """
+        if not self.abandon_after:
+            return []
+        stale = [j for j in self.running() if j.unseen_for(now) > self.abandon_after and
+                 not j.stop_event.is_set()]
+        for job in stale:
+            job.stop()
+            job.set_message(ABANDONED_MESSAGE.format(minutes=round(self.abandon_after / 60)))
+        return stale
+
+    def _reap_loop(self) -> None:
+        while self.running():
+            time.sleep(self.reap_every)
+            self.reap()
+
+
 def start_job(kind: str, target: Callable[[Job], Any],
-              slots: threading.Semaphore | None = None) -> Job:
+              slots: threading.Semaphore | None = None, *, registry: JobRegistry | None = None,
+              owner: str = "") -> Job:
     """Creates and starts a job.
 
     Args:
@@ -236,11 +318,16 @@ def start_job(kind: str, target: Callable[[Job], Any],
             exception becomes "Unexpected error: ..." with the traceback kept in `traceback`.
         slots: a semaphore shared by every job of the server (a hosted demo on a few cores):
             the job queues, saying so, until a slot is free. Defaults to None (start at once).
+        registry: the server's `JobRegistry`, to record the job in. Defaults to None.
+        owner: who started it (a visitor id), recorded with the job. Defaults to "".
 
     Returns:
         The running job.
     """
-    return Job(kind, target, slots).start()
+    job = Job(kind, target, slots)
+    if registry is not None:
+        registry.register(job, owner)
+    return job.start()
 
 
 def job_callbacks(job: Job, *, epochs: int | None = None, epoch_offset: int = 0) -> dict[str, Callable]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from lib.backbones.imagenet import top_k
 from lib.errors import TransferLabError
-from lib.images import load_image
+from lib.images import EVAL_CROP_PADDING, load_image
 
 if TYPE_CHECKING:
     from lib.backbones import Backbone
@@ -52,6 +52,28 @@ class LoadedClassifier:
     @property
     def input_size(self) -> int:
         return input_size_of(self.model)
+
+    @property
+    def crop_padding(self) -> int | None:
+        """How images are cropped for this model: a backbone's ImageNet classifier takes
+        EfficientNet's evaluation crop (`EVAL_CROP_PADDING`); a trained model takes the plain crop
+        it was trained on (None)."""
+        return EVAL_CROP_PADDING if self.source == SOURCE_BACKBONE else None
+
+
+@dataclass(frozen=True)
+class FilePrediction:
+    """One image's prediction, or why it could not be read.
+
+    Attributes:
+        name: what the person calls the file (its name or path).
+        top: `{"index", "label", "prob"}` rows, best first; None when the file failed.
+        error: why the file could not be read ("" when it was predicted).
+    """
+
+    name: str
+    top: list[dict] | None
+    error: str = ""
 
 
 def load_classifier(*, backbone: str | None = None, run: str | Path | None = None,
@@ -163,7 +185,8 @@ def input_size_of(model: keras.Model) -> int:
 
 
 def predict_files(
-    model: keras.Model, labels: Sequence[str], sources: Sequence[str | Path | bytes], k: int = 5
+    model: keras.Model, labels: Sequence[str], sources: Sequence[str | Path | bytes], k: int = 5,
+    *, crop_padding: int | None = None,
 ) -> list[list[dict]]:
     """Loads images (shorter side resized, centre crop) and returns the top-k of each.
 
@@ -172,14 +195,55 @@ def predict_files(
         labels: its class names.
         sources: file paths or file bytes.
         k: classes per image. Defaults to 5.
+        crop_padding: None for the plain crop, or the evaluation crop's margin
+            (`LoadedClassifier.crop_padding`). Defaults to None.
 
     Returns:
         One list of `{"index", "label", "prob"}` per image.
 
     Raises:
-        TransferLabError: an image cannot be read.
+        TransferLabError: an image cannot be read (`predict_each` predicts the others instead).
     """
     size = input_size_of(model)
-    batch = np.stack([load_image(s, size) for s in sources])
+    batch = np.stack([load_image(s, size, crop_padding=crop_padding) for s in sources])
     probs = predict_probabilities(model, batch)
     return [top_k(p, labels, k) for p in probs]
+
+
+def predict_each(
+    model: keras.Model, labels: Sequence[str], sources: Sequence[str | Path | bytes],
+    names: Sequence[str] | None = None, k: int = 5, *, crop_padding: int | None = None,
+) -> list[FilePrediction]:
+    """`predict_files` for files a person hands in: each file that cannot be read gets its reason,
+    and the others are predicted all the same.
+
+    Args:
+        model: a classifier taking pixels in [0, 255].
+        labels: its class names.
+        sources: file paths or file bytes.
+        names: what to call each source in the results. Defaults to None: the paths, or
+            "image N" for bytes.
+        k: classes per image. Defaults to 5.
+        crop_padding: as in `predict_files`. Defaults to None.
+
+    Returns:
+        One `FilePrediction` per source, in order.
+    """
+    if names is not None and len(names) != len(sources):
+        raise ValueError(f"Received {len(names)} names for {len(sources)} sources.")
+    names = list(names) if names is not None else [
+        f"image {i + 1}" if isinstance(s, bytes) else str(s) for i, s in enumerate(sources)]
+    size = input_size_of(model)
+    pixels: dict[int, np.ndarray] = {}
+    errors: dict[int, str] = {}
+    for i, source in enumerate(sources):
+        try:
+            pixels[i] = load_image(source, size, crop_padding=crop_padding)
+        except TransferLabError as e:
+            errors[i] = str(e)
+    tops: dict[int, list[dict]] = {}
+    if pixels:
+        order = sorted(pixels)
+        probs = predict_probabilities(model, np.stack([pixels[i] for i in order]))
+        tops = {i: top_k(p, labels, k) for i, p in zip(order, probs, strict=True)}
+    return [FilePrediction(name, tops.get(i), errors.get(i, "")) for i, name in enumerate(names)]

@@ -8,6 +8,7 @@ from lib.data.roots import check_server_folder, data_roots
 from lib.data.sources import BUILTIN_DATASETS
 from lib.errors import TransferLabError
 from lib.ui import navigation, resources, state
+from lib.ui.text import plain
 from lib.uploads import save_upload
 
 SOURCES = ("Built-in", "Folder on the server", "Upload a zip", "TFDS name")
@@ -69,7 +70,7 @@ def source_ui() -> str | None:
 def choose_dataset(spec: str) -> None:
     """Loads `spec` first and only then makes it the session's data, so a bad path changes nothing."""
     try:
-        resources.get_dataset(spec)
+        resources.get_dataset(spec, state.data_scan(spec))
     except TransferLabError as e:
         st.error(str(e))
         return
@@ -81,18 +82,20 @@ def overview_section(index) -> None:
     """Counts per class, a sample grid, and the data report."""
     from lib.plots.data import make_class_count_figure
 
+    spec = state.current_data_spec()
     report = index.report
     message, rescan = st.columns([6, 1], vertical_alignment="center")
-    message.success(f"**{index.name}**: {report.summary()}")
+    # Folder, zip and class names are the visitor's: shown as typed, never as markdown.
+    message.success(f"**{plain(index.name)}**: {plain(report.summary())}")
     if rescan.button("Rescan", icon=":material/refresh:", key="data_rescan",
                      help="Read the files again, e.g. after adding images to the folder."):
-        resources.rescan_datasets()
+        state.rescan_data(spec)  # this session only: others keep their scan
         st.rerun()
     for warning in report.warnings:
-        st.warning(warning)
+        st.warning(plain(warning))
     left, right = st.columns([2, 3])
     left.plotly_chart(make_class_count_figure(report.counts), key="data_counts_chart")
-    right.plotly_chart(resources.sample_grid_figure(state.current_data_spec(), SAMPLES_PER_CLASS),
+    right.plotly_chart(resources.sample_grid_figure(spec, SAMPLES_PER_CLASS, state.data_scan(spec)),
                        key="data_samples_chart")
     with st.expander(f"Data report: {len(report.skipped)} skipped, {len(report.converted)} "
                      f"converted, {len(report.duplicates)} duplicate groups"):
@@ -178,7 +181,7 @@ if not spec:
     st.info("Choose a dataset above.")
     st.stop()
 try:
-    dataset = resources.get_dataset(spec)
+    dataset = state.current_dataset()
 except TransferLabError as e:
     st.error(str(e))
     st.stop()

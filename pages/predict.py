@@ -7,7 +7,7 @@ import streamlit as st
 
 from lib.errors import TransferLabError
 from lib.plots.ui import make_topk_figure
-from lib.predict import predict_files
+from lib.predict import FilePrediction, predict_each
 from lib.ui import navigation, state
 from lib.ui.choosers import (
     IMAGE_TYPES,
@@ -16,6 +16,7 @@ from lib.ui.choosers import (
     model_chooser,
     random_weights_warning,
 )
+from lib.ui.text import plain
 
 TOP_K = 5
 
@@ -32,10 +33,16 @@ def images_ui() -> list[tuple[str, bytes]]:
     return images
 
 
-def results_section(images: list[tuple[str, bytes]], tops: list[list[dict]]) -> None:
-    for (name, data), top in zip(images, tops, strict=True):
+def results_section(images: list[tuple[str, bytes]], results: list[FilePrediction]) -> None:
+    """Each image beside its top-k chart; a file that could not be read says which and why."""
+    for (name, data), result in zip(images, results, strict=True):
+        if result.top is None:
+            st.error(f"**{plain(name)}** could not be read: {plain(result.error)}")
+            continue
+        top = result.top
         left, right = st.columns([1, 2])
-        left.image(data, caption=name, width="stretch")
+        left.image(data, width="stretch")
+        left.caption(plain(name))
         right.plotly_chart(make_topk_figure(top, title=f"{top[0]['label']} ({top[0]['prob']:.0%})"),
                            width="stretch", config={"displayModeBar": False},
                            key=f"predict_chart_{name}_{len(data)}")
@@ -53,10 +60,11 @@ else:
     try:
         with st.spinner(f"Classifying {len(images)} image(s)…"):
             loaded = load_classifier_for(choice)
-            tops = predict_files(loaded.model, loaded.class_names, [data for _, data in images],
-                                 k=TOP_K)
+            results = predict_each(loaded.model, loaded.class_names, [data for _, data in images],
+                                   [name for name, _ in images], k=TOP_K,
+                                   crop_padding=loaded.crop_padding)
         random_weights_warning(loaded, "its ImageNet predictions are meaningless")
         st.caption(f"Predictions from {describe(loaded)}.")
-        results_section(images, tops)
+        results_section(images, results)
     except TransferLabError as e:
         st.error(str(e))

@@ -17,6 +17,7 @@ from lib.runs import (
     set_shared,
 )
 from lib.ui import navigation, state
+from lib.ui.jobs import server_jobs_section
 from lib.uploads import display_name
 
 TABLE_COLUMNS = ["name", "status", "kind", "backbone", "data", "val_accuracy", "test_accuracy",
@@ -117,6 +118,9 @@ st.caption("Every training run on this server, from every session. Select rows t
            "Your runs on this server, and the runs others shared. Select rows to compare them.")
 if st.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
     st.rerun()
+with st.expander("Jobs running on this server"):
+    # A team server lets anyone stop a job left running; a hosted demo, only its owner.
+    server_jobs_section(can_stop=viewer is None)
 runs = list_runs(viewer=viewer)
 if not runs:
     st.info("No runs yet.")

@@ -27,8 +27,10 @@ def load_model_source(args: argparse.Namespace):
 
 
 def predict_command(args: argparse.Namespace) -> list[dict]:
-    model, labels = load_model_source(args)
-    tops = predict_files(model, labels, args.images, k=args.top)
+    loaded = load_classifier(backbone=args.backbone, run=args.run)
+    # A backbone's ImageNet classifier takes its evaluation crop, as on the Predict page.
+    tops = predict_files(loaded.model, list(loaded.class_names), args.images, k=args.top,
+                         crop_padding=loaded.crop_padding)
     return [{"image": path, "top": top} for path, top in zip(args.images, tops, strict=True)]
 
 

@@ -7,7 +7,8 @@
 * `lib.ui.choosers`: the model chooser (session model / saved run / ImageNet classifier) and the
   image chooser;
 * `lib.ui.inside`: the header the three Look inside pages share;
-* `lib.ui.navigation`: the router's page list, by section.
+* `lib.ui.navigation`: the router's page list, by section;
+* `lib.ui.runner`: keeps Streamlit from clearing the Keras session after every script run.
 
 Import the submodule you need (`from lib.ui import state`); this package imports none of them, so
 importing it stays cheap.

@@ -9,6 +9,10 @@ same three pieces, so progress, ETA, Stop and the finished note look and behave 
   when the job ends;
 * `finished_note(key, ...)` shows an error, a stop note or a done note once the job has ended.
 
+Every job is recorded in the server's `JobRegistry` with its visitor: one visitor (all tabs of one
+browser) runs at most `TRANSFERLAB_JOBS_PER_VISITOR` jobs, a job nobody polls any more is stopped
+(see `lib.job_slots`), and `server_jobs_section()` lists every running job for a team to stop.
+
 The job's thread never calls Streamlit; the panel reads `job.snapshot()`.
 """
 
@@ -19,9 +23,11 @@ from typing import Any
 
 import streamlit as st
 
-from lib.jobs import Job, format_seconds, start_job
+from lib.job_slots import jobs_per_visitor
+from lib.jobs import Job, JobRegistry, format_seconds, start_job
 from lib.status import DONE, FAILED, RUNNING, STOPPED
 from lib.ui import resources, state
+from lib.ui.text import plain
 
 # Each redraw costs the server and the browser CPU that the job also needs; 1.5 s still looks live.
 LIVE_REFRESH_S = 1.5
@@ -37,15 +43,60 @@ def start_job_ui(key: str, kind: str, target: Callable[[Job], Any]) -> Job | Non
         target: `target(job) -> result`; runs on the job's thread and makes no `st.*` calls.
 
     Returns:
-        None when a job is already running under `key` (the function reruns otherwise).
+        None when a job is already running under `key`, or the visitor already runs as many jobs
+        as one visitor may (the function reruns otherwise).
     """
     if state.job_running(key):
         st.warning("That is still running; stop it first.")
         return None
-    job = start_job(kind, target, slots=resources.job_slots())
+    registry, visitor = resources.job_registry(), state.visitor_id()
+    refusal = visitor_limit_message(registry, visitor, jobs_per_visitor())
+    if refusal:
+        st.warning(refusal)
+        return None
+    job = start_job(kind, target, slots=resources.job_slots(), registry=registry, owner=visitor)
     state.set_job(key, job)
     st.rerun()
     return job  # not reached: st.rerun() ends this run
+
+
+def visitor_limit_message(registry: JobRegistry, visitor: str, limit: int) -> str | None:
+    """Why `visitor` may not start another job, or None when they may.
+
+    Args:
+        registry: the server's jobs.
+        visitor: who asks (`state.visitor_id()`).
+        limit: running jobs one visitor may have; 0 means no limit.
+    """
+    mine = registry.running(visitor)
+    if not limit or len(mine) < limit:
+        return None
+    kinds = ", ".join(job.kind for job in mine)
+    return (f"You already run {len(mine)} job(s) on this server ({kinds}), in this tab or another; "
+            f"each visitor runs at most {limit} at a time so others get a turn. Stop it or wait "
+            "for it to end.")
+
+
+def server_jobs_section(*, can_stop: bool) -> None:
+    """Every running job of the server, with its owner, and (when `can_stop`) a Stop button each:
+    on a team server anyone may stop a job left running; a hosted demo lists only.
+
+    Args:
+        can_stop: show Stop buttons for other visitors' jobs.
+    """
+    jobs = resources.job_registry().running()
+    if not jobs:
+        st.caption("No jobs are running on this server.")
+        return
+    me = state.visitor_id()
+    for job in jobs:
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        who = "you" if job.owner == me else job.owner or "someone"
+        left.markdown(f"`{job.kind}` by {who}, unseen for {format_seconds(job.unseen_for())}")
+        if (can_stop or job.owner == me) and right.button(
+                "Stop", key=f"server_job_stop_{job.id}", disabled=job.stop_event.is_set()):
+            job.stop()
+            st.rerun()
 
 
 def job_snapshot(key: str) -> dict | None:
@@ -111,7 +162,7 @@ def finished_note(key: str, *, stopped: str = "showing what was done.",
     if snap is None or snap["status"] == RUNNING:
         return None
     if snap["status"] == FAILED:
-        st.error(snap["error"])
+        st.error(plain(snap["error"]))  # may quote class or file names
     elif snap["status"] == STOPPED:
         st.warning(f"Stopped after {format_seconds(snap['elapsed'])}; {stopped}")
     elif snap["status"] == DONE and done:

@@ -49,6 +49,16 @@ def job_slots() -> threading.BoundedSemaphore | None:
     return make_job_slots()
 
 
+@st.cache_resource(show_spinner=False)
+def job_registry():
+    """The server's `lib.jobs.JobRegistry`: every session's jobs with their owners, so one visitor
+    holds at most `TRANSFERLAB_JOBS_PER_VISITOR` of them and abandoned ones are stopped."""
+    from lib.job_slots import abandon_after_s
+    from lib.jobs import JobRegistry
+
+    return JobRegistry(abandon_after=abandon_after_s())
+
+
 @st.cache_resource(max_entries=BACKBONE_CACHE_ENTRIES, show_spinner="Loading the backbone…")
 def get_backbone(name: str) -> Backbone:
     """The shared, frozen backbone `name` (random weights, flagged, when none can be had offline).
@@ -136,14 +146,21 @@ def get_run_probe(run_dir: str | os.PathLike) -> ModelProbe:
 
 
 @st.cache_resource(max_entries=DATASET_CACHE_ENTRIES, show_spinner="Reading the dataset…")
-def get_dataset(spec: str):
+def get_dataset(spec: str, scan: str = ""):
     """The shared `DatasetIndex` for a dataset spec (file list, labels, data report).
+
+    Args:
+        spec: the dataset spec.
+        scan: which scan: "" for the one every session shares, or the token of a session's own
+            Rescan (`lib.ui.state.rescan_data`), so one visitor's Rescan reads the files again for
+            that visitor only and leaves everyone else's dataset (and its splits) as it was.
 
     Raises:
         TransferLabError: missing folder, bad zip, too few images, TFDS offline, ...
     """
     from lib.data.sources import load_dataset
 
+    del scan  # only part of the cache key
     return load_dataset(spec)
 
 
@@ -181,14 +198,9 @@ def refresh_zoo_tables() -> None:
 
 
 @st.cache_data(max_entries=DATASET_CACHE_ENTRIES, show_spinner="Drawing samples…")
-def sample_grid_figure(spec: str, per_class: int) -> dict:
-    """The Data page's sample grid for a dataset, drawn once (as a plain dict) and reused."""
+def sample_grid_figure(spec: str, per_class: int, scan: str = "") -> dict:
+    """The Data page's sample grid for a dataset (and scan, see `get_dataset`), drawn once (as a
+    plain dict) and reused."""
     from lib.plots.data import make_sample_grid_figure
 
-    return make_sample_grid_figure(get_dataset(spec), per_class=per_class).to_dict()
-
-
-def rescan_datasets() -> None:
-    """Forgets every scanned dataset (all sessions), so changed folders are read again."""
-    get_dataset.clear()
-    sample_grid_figure.clear()
+    return make_sample_grid_figure(get_dataset(spec, scan), per_class=per_class).to_dict()

@@ -8,6 +8,7 @@ background `lib.jobs.Job`s and their results); what every visitor shares lives i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ ZOO_MEASURE_JOB = "zoo_measure_job"  # Job running lib.zoo.measure_zoo
 ZOO_HUB_HANDLES = "zoo_hub_handles"  # list[str]: TF Hub handles this session added (never global)
 DATA_SPEC = "data_spec"  # str: "builtin:NAME", a folder path, a zip path or "tfds:NAME"
 DATA_SPLIT = "data_split"  # dict: {"val": float, "test": float, "seed": int}
+DATA_SCAN = "data_scan"  # {spec: token}: this session's own Rescan of a dataset ("" = the shared scan)
 DATA_AUGMENT = "data_augment"  # lib.data.augment.AugmentConfig or None
 TRAIN_CONFIG = "train_config"  # dict of the Train page's last settings
 TRAIN_JOB = "train_job"  # Job running lib.training.train
@@ -53,6 +55,7 @@ INSIDE_CAM_JOB = "inside_cam_job"  # Job running lib.inside.gradcam.gradcam
 INSIDE_PROBES = "inside_probes"  # {model key: ModelProbe} for this session's trained models
 INSIDE_GALLERY = "inside_gallery"  # list of {"result", "label"}: finished ideal images
 # Which model a page's chooser last showed, kept beside the widget so it survives a page switch.
+XSRF_COOKIE = "_streamlit_xsrf"
 MODEL_CHOICE_SUFFIX = "_model_choice"
 MODEL_RUN_SUFFIX = "_model_run"
 PAGE_PREFIXES = ("home_", "zoo_", "data_", "train_", "scratch_", "finetune_", "predict_", "inside_",
@@ -85,7 +88,11 @@ def init_state() -> None:
 
     The split default is read lazily (`data_split`) from `TrainConfig`, because importing the
     training code imports TensorFlow, which a cold server's Home page must not wait for.
+    Also makes sure Streamlit no longer clears the Keras session after each run (`lib.ui.runner`).
     """
+    from lib.ui.runner import keep_keras_state
+
+    keep_keras_state()
     ss = st.session_state
     ss.setdefault(ZOO_SELECTION, default_backbone())
     ss.setdefault(DATA_SPEC, default_data())
@@ -159,7 +166,23 @@ def current_dataset():
     from lib.ui.resources import get_dataset
 
     spec = current_data_spec()
-    return get_dataset(spec) if spec else None
+    return get_dataset(spec, data_scan(spec)) if spec else None
+
+
+def data_scan(spec: str) -> str:
+    """This session's scan token for `spec`: "" (the scan every session shares) until it rescans."""
+    return (st.session_state.get(DATA_SCAN) or {}).get(spec, "")
+
+
+def rescan_data(spec: str) -> str:
+    """Gives this session a fresh scan of `spec` (a new cache entry; other sessions keep theirs).
+
+    Returns:
+        The new scan token.
+    """
+    token = uuid.uuid4().hex[:12]
+    st.session_state[DATA_SCAN] = {**(st.session_state.get(DATA_SCAN) or {}), spec: token}
+    return token
 
 
 def default_split() -> dict:
@@ -204,6 +227,21 @@ def session_owner() -> str:
     if not st.session_state.get(RUNS_OWNER):
         st.session_state[RUNS_OWNER] = f"session-{uuid.uuid4().hex[:12]}"
     return st.session_state[RUNS_OWNER]
+
+
+def visitor_id() -> str:
+    """Who holds this session's jobs: one id for every tab of one browser, so two tabs share one
+    visitor's job limit. It is a hash of the browser's XSRF cookie (Streamlit sets it once per
+    browser); without that cookie (XSRF protection off, tests) it is this session's owner id."""
+    try:
+        cookie = st.context.cookies.get(XSRF_COOKIE)
+    except Exception:  # noqa: BLE001 - no browser request behind this run (AppTest, bare mode)
+        cookie = None
+    if not isinstance(cookie, str) or not cookie:
+        return session_owner()
+    # Tornado sets the cookie only when the browser has none, so its value stays the same; only
+    # a hash is kept, as the cookie is a secret.
+    return "visitor-" + hashlib.sha1(cookie.encode()).hexdigest()[:12]
 
 
 def runs_viewer() -> str | None:

@@ -1,0 +1,280 @@
+"""The team load bench, embedded-threads half (issue 10): many sessions train at once on one server.
+
+On one real `streamlit run` server (127.0.0.1 only), `--sessions` headless Chromium sessions each
+open Train and click "Start training" at the same moment (a barrier), on the built-in data, and stay
+on the Train page watching their live charts. Meanwhile an observer session loads every page in turn.
+The bench ends when every job has finished or after `--timeout` seconds, whichever comes first.
+
+It reports: jobs finished (runs whose status is done or stopped), exceptions (exception boxes or
+tracebacks on any session's page, and tracebacks in the server log), the observer's page render
+times (median and max; a render that never came counts as the render timeout), the peak RSS of the
+server process, and the head's epoch times read from the run folders (median and max). With
+`--py-spy SECONDS` it also samples the server with py-spy while the jobs run and lists the top
+frames (own samples and total samples), which is how the server's time was found (issue 14).
+
+Targets (issue 14): every job finishes, observer renders < 3 s.
+Writes bench/results/team_load.json. Run: `python bench/team_load.py` (bounded by `--timeout`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench import _common as common  # noqa: E402
+from tests.browser_driver import (  # noqa: E402
+    NAV_PAGES,
+    body_text,
+    browser_missing,
+    click_button,
+    click_nav,
+    make_driver,
+    page_problems,
+    script_idle,
+    set_number_input,
+    streamlit_server,
+    wait_for,
+    wait_for_title,
+)
+
+OBSERVER_TARGET_S = 3.0
+RENDER_TIMEOUT_S = 120.0  # an observer render that takes longer counts as this long
+SAMPLE_RSS_S = 0.5
+TOP_FRAMES = 15
+FINISHED = ("done", "stopped")
+
+
+def server_pid(port: int) -> int | None:
+    """The pid of the process listening on 127.0.0.1:`port` (the streamlit server)."""
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+            return conn.pid
+    return None
+
+
+def sample_rss(pid: int, stop: threading.Event, peak: list[float]) -> None:
+    """Keeps `peak[0]` at the highest RSS (MB) of `pid` seen until `stop` is set."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    while not stop.is_set():
+        try:
+            peak[0] = max(peak[0], proc.memory_info().rss / 2**20)
+        except psutil.Error:
+            return
+        stop.wait(SAMPLE_RSS_S)
+
+
+def open_train(driver, url: str, epochs: int) -> None:
+    """Opens the app, goes to Train, sets the epochs and turns early stopping off."""
+    driver.get(url)
+    wait_for_title(driver, "TransferLab")
+    click_nav(driver, "Train")
+    wait_for_title(driver, "Train")
+    set_number_input(driver, "Epochs", epochs)
+    wait_for(lambda: script_idle(driver))
+    set_number_input(driver, "Early stopping patience (0 = off)", 0)
+    wait_for(lambda: script_idle(driver))
+
+
+def observer_loop(driver, url: str, stop: threading.Event, times: list[dict]) -> None:
+    """Loads every page in turn until `stop`: one row `{page, seconds}` per render."""
+    driver.get(url)
+    wait_for_title(driver, "TransferLab", timeout=RENDER_TIMEOUT_S)
+    while not stop.is_set():
+        for label, title in NAV_PAGES:
+            if stop.is_set():
+                return
+            start = time.perf_counter()
+            try:
+                click_nav(driver, label)
+                wait_for_title(driver, title, timeout=RENDER_TIMEOUT_S)
+                wait_for(lambda: script_idle(driver), timeout=RENDER_TIMEOUT_S, poll=0.02)
+                seconds = time.perf_counter() - start
+            except (TimeoutError, LookupError):
+                seconds = RENDER_TIMEOUT_S
+            times.append({"page": label, "seconds": round(seconds, 3)})
+
+
+def run_folders(runs_root: Path) -> list[dict]:
+    """Each run's status and its epoch seconds, from the run folders."""
+    from lib.runs import read_history, read_status
+
+    rows = []
+    for run_dir in sorted(p for p in runs_root.glob("*") if p.is_dir()):
+        history = read_history(run_dir)
+        seconds = [float(s) for s in history.get("seconds", [])] if not history.empty else []
+        rows.append({"run": run_dir.name, "status": read_status(run_dir).get("status"),
+                     "epoch_seconds": seconds})
+    return rows
+
+
+def py_spy_top(pid: int, seconds: int, out: Path) -> dict:
+    """Samples `pid` with `py-spy record` for `seconds`; the top frames by own and total samples."""
+    raw = out / "py-spy.txt"
+    cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
+           "--format", "raw", "--output", str(raw), "--threads", "--nonblocking"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0 or not raw.is_file():
+        return {"error": (done.stderr or done.stdout)[-500:]}
+    own: collections.Counter = collections.Counter()
+    total: collections.Counter = collections.Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if not f.startswith(("thread (", "process "))]
+        n = int(count)
+        samples += n
+        if frames:
+            own[frames[-1]] += n
+        for frame in set(frames):
+            total[frame] += n
+    return {"samples": samples,
+            "top_own": [[f, round(c / max(1, samples), 3)] for f, c in own.most_common(TOP_FRAMES)],
+            "top_total": [[f, round(c / max(1, samples), 3)] for f, c in total.most_common(TOP_FRAMES)]}
+
+
+def run(args: argparse.Namespace) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="transferlab-team-load-"))
+    runs_root = workdir / "runs"
+    env = {"TRANSFERLAB_DEFAULT_BACKBONE": args.backbone, "TRANSFERLAB_DEFAULT_DATA": args.data,
+           "TRANSFERLAB_RUNS": str(runs_root), "TRANSFERLAB_MAX_JOBS": str(args.max_jobs)}
+    result: dict = {"sessions": args.sessions, "epochs": args.epochs, "backbone": args.backbone,
+                    "data": args.data, "max_jobs": args.max_jobs, "timeout_s": args.timeout,
+                    "load_average_at_start": common.load_average()}
+    drivers = []
+    with streamlit_server(env, workdir / "server.log") as url:
+        pid = server_pid(int(url.rsplit(":", 1)[1]))
+        peak = [0.0]
+        stop = threading.Event()
+        sampler = threading.Thread(target=sample_rss, args=(pid, stop, peak), daemon=True)
+        sampler.start()
+        try:
+            drivers = [make_driver(workdir / f"chrome-{i}") for i in range(args.sessions + 1)]
+            sessions, observer = drivers[:-1], drivers[-1]
+            for driver in sessions:
+                open_train(driver, url, args.epochs)
+            barrier = threading.Barrier(len(sessions))
+            errors: list[str] = []
+
+            def start(driver) -> None:
+                barrier.wait()
+                try:
+                    click_button(driver, "Start training")
+                except TimeoutError as e:
+                    errors.append(f"start: {e}")
+
+            starters = [threading.Thread(target=start, args=(d,)) for d in sessions]
+            started = time.perf_counter()
+            for t in starters:
+                t.start()
+            for t in starters:
+                t.join()
+            renders: list[dict] = []
+            watcher = threading.Thread(target=observer_loop, args=(observer, url, stop, renders),
+                                       daemon=True)
+            watcher.start()
+            if args.py_spy:
+                time.sleep(min(20, args.py_spy))  # past the start, into the epochs
+                result["py_spy"] = py_spy_top(pid, args.py_spy, workdir)
+            while time.perf_counter() - started < args.timeout:
+                rows = run_folders(runs_root)
+                if len(rows) >= len(sessions) and all(r["status"] in FINISHED for r in rows):
+                    break
+                time.sleep(2)
+            result["wall_s"] = round(time.perf_counter() - started, 1)
+            stop.set()
+            watcher.join(RENDER_TIMEOUT_S)
+            problems = errors + [p for d in drivers for p in page_problems(d)]
+            problems += [body_text(d)[:200] for d in sessions if "Unexpected error" in body_text(d)]
+        finally:
+            stop.set()
+            for driver in drivers:
+                driver.quit()
+    rows = run_folders(runs_root)
+    log = (workdir / "server.log").read_text(errors="replace")
+    epochs = [s for r in rows for s in r["epoch_seconds"]]
+    # A job's first epoch also traces its train step; the rest are the per-epoch cost.
+    later = [s for r in rows for s in r["epoch_seconds"][1:]]
+    render_s = [r["seconds"] for r in renders]
+    result.update({
+        "jobs_started": len(rows),
+        "jobs_finished": sum(r["status"] in FINISHED for r in rows),
+        "exceptions": problems + (["Traceback in the server log"] if "Traceback" in log else []),
+        "observer_renders": len(render_s),
+        "observer_median_s": round(statistics.median(render_s), 2) if render_s else None,
+        "observer_max_s": round(max(render_s), 2) if render_s else None,
+        "peak_rss_mb": round(peak[0], 1),
+        "epoch_median_s": round(statistics.median(epochs), 3) if epochs else None,
+        "epoch_max_s": round(max(epochs), 3) if epochs else None,
+        "later_epoch_median_s": round(statistics.median(later), 3) if later else None,
+        "later_epoch_max_s": round(max(later), 3) if later else None,
+        "renders": renders,
+        "runs": rows,
+    })
+    return result
+
+
+def print_summary(result: dict) -> None:
+    print(f"TransferLab team load: {result['sessions']} sessions x {result['epochs']} epochs, "
+          f"backbone {result['backbone']}, data {result['data']}, {result['max_jobs']} job slots, "
+          f"load average {result['load_average_at_start']:.1f} at start")
+    print(f"jobs finished {result['jobs_finished']}/{result['sessions']} "
+          f"(started {result['jobs_started']}) in {result['wall_s']} s")
+    print(f"exceptions {len(result['exceptions'])}: {result['exceptions'][:5]}")
+    print(f"observer renders {result['observer_renders']}: median {result['observer_median_s']} s, "
+          f"max {result['observer_max_s']} s (target < {OBSERVER_TARGET_S:g} s)")
+    print(f"head epoch median {result['epoch_median_s']} s, max {result['epoch_max_s']} s; "
+          f"after each job's first epoch: median {result['later_epoch_median_s']} s, "
+          f"max {result['later_epoch_max_s']} s")
+    print(f"peak server RSS {result['peak_rss_mb']} MB")
+    spy = result.get("py_spy")
+    if spy:
+        if "error" in spy:
+            print(f"py-spy failed: {spy['error']}")
+        else:
+            print(f"py-spy, {spy['samples']} samples, top frames by own samples:")
+            for frame, share in spy["top_own"]:
+                print(f"  {share:6.1%}  {frame}")
+            print("top frames by total samples:")
+            for frame, share in spy["top_total"]:
+                print(f"  {share:6.1%}  {frame}")
+
+
+def main() -> int:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--sessions", type=int, default=8, help="training sessions (default 8)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per training (default 5)")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--data", default="builtin:faces")
+    p.add_argument("--max-jobs", type=int, default=2, help="TRANSFERLAB_MAX_JOBS (default 2)")
+    p.add_argument("--timeout", type=float, default=900, help="seconds before giving up (900)")
+    p.add_argument("--py-spy", type=int, default=0, help="sample the server for N seconds")
+    args = p.parse_args()
+    if args.smoke:
+        args.sessions, args.epochs, args.timeout, args.backbone = 2, 2, 300, "tiny_random"
+    reason = browser_missing()
+    if reason:
+        return common.skip(reason)
+    common.prepare()
+    result = run(args)
+    print_summary(result)
+    print(f"wrote {common.write_results('team_load', result, smoke=args.smoke)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
