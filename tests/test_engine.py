@@ -269,3 +269,36 @@ def test_no_stray_files_in_the_engine_cache(cache_root):
     folder = Path(cache_root) / "engines"
     if folder.is_dir():
         assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_concurrent_passes_convert_a_body_once(monkeypatch):
+    """Jobs of several sessions that need the same body share one conversion."""
+    import threading
+
+    import keras
+    import numpy as np
+
+    from lib.engine import litert
+
+    pixels = keras.Input((16, 16, 3))
+    conv = keras.layers.Conv2D(4, 3, name="conv")
+    body = keras.Model(pixels, conv(pixels), name="race_body")
+    # Weights no other test has, so this body has never been converted.
+    conv.set_weights([np.random.default_rng().normal(size=w.shape).astype("float32") for w in conv.get_weights()])
+    calls = []
+    real = litert.convert_to_tflite
+
+    def counting(model):
+        calls.append(1)
+        return real(model)
+
+    monkeypatch.setattr(litert, "convert_to_tflite", counting)
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(litert.cached_tflite(body, name="race")))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(paths) == 3 and len(set(paths)) == 1 and paths[0].is_file()
+    assert len(calls) == 1

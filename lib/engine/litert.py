@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
 import tempfile
@@ -30,6 +31,7 @@ FORMAT_VERSION = "v1"
 POOL_NAME = "engine_pool"
 TFLITE_SUFFIX = ".tflite"
 FAILED_SUFFIX = ".failed.txt"
+LOCK_SUFFIX = ".lock"
 
 
 class EngineUnavailable(Exception):
@@ -107,6 +109,20 @@ def cached_tflite(body: keras.Model, *, pool: bool = True, name: str = "") -> Pa
         EngineUnavailable: the body cannot be converted (now or on an earlier try).
     """
     path = engine_path(engine_key(body, pool), name)
+    if path.is_file():
+        return path
+    # One conversion per file, whoever asks: jobs of several sessions (or worker processes) that
+    # need the same body wait for the first conversion instead of each doing it (it costs seconds).
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + LOCK_SUFFIX), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _convert_once(body, pool, path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _convert_once(body: keras.Model, pool: bool, path: Path) -> Path:
     failed = path.with_name(path.name[: -len(TFLITE_SUFFIX)] + FAILED_SUFFIX)
     if path.is_file():
         return path
