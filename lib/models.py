@@ -12,8 +12,9 @@
   differentiate the logits with public Keras only (`classifier_parts`, `build_logits_model`).
 * `build_classifier` joins body and head and puts the softmax on top as its own layer
   `probabilities`, so the classifier still maps pixels to probabilities.
-* Fine-tuning works on `copy_body(body)`, a private copy, where `unfreeze_top` makes the top layers
-  trainable and keeps every BatchNormalization layer frozen.
+* Fine-tuning works on `copy_body(body)`, a private copy, where `unfreeze_blocks` (whole blocks,
+  ending at cut points) or `unfreeze_top` (a number of layers) makes the top trainable and keeps
+  every BatchNormalization layer frozen.
 
 Runs saved before heads ended at their logits have the softmax inside the head and no top-level
 softmax; they load and predict as they are, and `classifier_parts` / `build_logits_model` handle
@@ -23,6 +24,7 @@ both layouts. Only built-in Keras layers are used, so a saved `model.keras` load
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import keras
@@ -279,6 +281,64 @@ def unfreeze_top(body: keras.Model, n_layers: int | None = None,
         if trainable and layer.weights:
             unfrozen.append(layer.name)
     return unfrozen
+
+
+def block_ends(body: keras.Model, cut_points: Sequence[str]) -> list[str]:
+    """The layers that end the body's blocks, bottom to top: its cut points, and its top layer.
+
+    A block is the run of layers after one end up to the next (EfficientNet-Lite's `blockNx_*`
+    layers, its top conv); the layers up to the first cut point (the stem) are not a block.
+    """
+    names = [layer.name for layer in _body_layers(body)]
+    ends = sorted({names.index(c) for c in cut_points if c in names} | {len(names) - 1})
+    return [names[i] for i in ends]
+
+
+def count_blocks(body: keras.Model, cut_points: Sequence[str]) -> int:
+    """How many blocks `unfreeze_blocks` can unfreeze in this body."""
+    return len(block_ends(body, cut_points)) - 1
+
+
+def top_blocks_start(body: keras.Model, cut_points: Sequence[str], n_blocks: int) -> str:
+    """The first layer of the body's top `n_blocks` blocks (at most all of them).
+
+    Raises:
+        TransferLabError: `n_blocks` below 1, or a body with no block above a cut point.
+    """
+    if not isinstance(n_blocks, int) or n_blocks < 1:
+        raise TransferLabError(f"Received `unfreeze_blocks={n_blocks}`; unfreeze at least 1 block.")
+    ends = block_ends(body, cut_points)
+    if len(ends) < 2:
+        raise TransferLabError(
+            f"The body ends at `{ends[-1]}`, below its first block, so it has no block to unfreeze; "
+            "unfreeze a number of layers instead.")
+    names = [layer.name for layer in _body_layers(body)]
+    below = ends[-(min(n_blocks, len(ends) - 1) + 1)]
+    return names[names.index(below) + 1]
+
+
+def top_blocks_layer_count(body: keras.Model, cut_points: Sequence[str], n_blocks: int) -> int:
+    """How many layers (counted as `unfreeze_top` counts them) the top `n_blocks` blocks hold."""
+    names = [layer.name for layer in _body_layers(body)]
+    return len(names) - names.index(top_blocks_start(body, cut_points, n_blocks))
+
+
+def unfreeze_blocks(body: keras.Model, cut_points: Sequence[str], n_blocks: int) -> list[str]:
+    """Unfreezes the top `n_blocks` whole blocks of a (private) body; BatchNorm stays frozen.
+
+    Whole blocks, as fastai's layer groups and the Keras guide's "top blocks": a block cut in the
+    middle trains its projection but not the expansion that feeds it. Below the unfrozen blocks
+    a cut point ends the frozen part, so fine-tuning can cache its output.
+
+    Args:
+        body: a body from `copy_body`; never the shared one.
+        cut_points: the backbone spec's cut points (block ends), bottom to top.
+        n_blocks: blocks to unfreeze from the top; more than the body has unfreezes all of them.
+
+    Returns:
+        The names of the layers with weights that are now trainable, bottom to top.
+    """
+    return unfreeze_top(body, from_layer=top_blocks_start(body, cut_points, n_blocks))
 
 
 def count_params(model: keras.Model) -> dict[str, int]:

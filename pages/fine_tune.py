@@ -1,22 +1,31 @@
-"""Fine-tune: unfreeze the top of this session's trained model and train on at a lower rate."""
+"""Fine-tune: unfreeze the top blocks of this session's trained model and train on at a lower rate,
+with a learning-rate finder to choose the rate."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
 
+from lib.backbones.registry import get_spec
 from lib.errors import TransferLabError
 from lib.jobs import Job, job_callbacks
-from lib.plots.training import make_history_figure
-from lib.training import TrainCallbacks, TrainConfig, fine_tune
+from lib.models import count_blocks, get_body, top_blocks_layer_count
+from lib.plots.training import make_history_figure, make_lr_find_figure
+from lib.training import SELECTED_BY, TrainCallbacks, TrainConfig, find_learning_rate, fine_tune
+from lib.training.config import SUGGESTED_FINE_TUNE_EPOCHS
 from lib.ui import navigation, state
 from lib.ui.jobs import finished_note, job_panel, start_job_ui
 
 # Defaults shared with the CLI's `train --fine-tune-epochs`: TrainConfig is their one source.
 DEFAULTS = TrainConfig()
-DEFAULT_EPOCHS = 3  # TrainConfig's default is 0 (no fine-tuning); here the person asked for it
 LR_CHOICES = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message")
+LR_FINDING = "finetune_lr_finding"
+SELECTION_NOTE = (f"The best epoch is chosen by **{SELECTED_BY}** (validation accuracy first; "
+                  "validation loss breaks ties), and it must beat the frozen head's best epoch, "
+                  "or the frozen weights are kept.")
 
 BATCHNORM_NOTE = """
 **Why BatchNorm stays frozen, in inference mode.** A BatchNormalization layer normalises with the
@@ -39,26 +48,35 @@ def require_trained():
 
 
 def settings_ui(result, disabled: bool) -> tuple[int, float, int]:
-    """How many top layers to unfreeze, the learning rate and epochs: `(unfreeze, lr, epochs)`."""
-    n_layers = state.body_layer_count(result)
+    """How many top blocks to unfreeze, the body's peak rate and epochs: `(blocks, lr, epochs)`."""
+    n_blocks = _block_count(result)
     base_lr = result.config.learning_rate
     default_lr = min(LR_CHOICES, key=lambda v: abs(v - base_lr * DEFAULTS.fine_tune_lr_factor))
     c1, c2, c3 = st.columns(3)
-    unfreeze = c1.slider("Unfreeze the top N layers", 1, n_layers, min(DEFAULTS.unfreeze, n_layers),
-                         key="finetune_unfreeze", disabled=disabled,
-                         help="Counted as in the Keras guide: every layer of the body, weightless "
-                              "ones included. BatchNorm layers stay frozen whatever N is.")
-    lr = c2.select_slider("Learning rate", LR_CHOICES, default_lr, format_func=lambda v: f"{v:g}",
-                          key="finetune_lr", disabled=disabled,
-                          help=f"The head trained at {base_lr:g}; fine-tuning uses about 10x lower.")
-    epochs = c3.number_input("Epochs", 1, 100, DEFAULT_EPOCHS, key="finetune_epochs",
+    blocks = c1.slider("Unfreeze the top N blocks", 1, n_blocks, min(DEFAULTS.unfreeze_blocks, n_blocks),
+                       key="finetune_unfreeze", disabled=disabled,
+                       help="Whole blocks of the backbone (they end at its cut points). BatchNorm "
+                            "layers stay frozen, in inference mode, whatever N is.")
+    lr = c2.select_slider("Peak learning rate (body)", LR_CHOICES, default_lr,
+                          format_func=lambda v: f"{v:g}", key="finetune_lr", disabled=disabled,
+                          help=f"The head trained at {base_lr:g}. The body's rate warms up for "
+                               f"{DEFAULTS.fine_tune_warmup_epochs} epoch to this peak, then decays "
+                               f"on a cosine; the head trains {DEFAULTS.fine_tune_head_lr_factor:g}x "
+                               "faster. The learning-rate finder below suggests one.")
+    epochs = c3.number_input("Epochs", 1, 100, SUGGESTED_FINE_TUNE_EPOCHS, key="finetune_epochs",
                              disabled=disabled)
-    return int(unfreeze), float(lr), int(epochs)
+    return int(blocks), float(lr), int(epochs)
 
 
-def layers_section(result, unfreeze: int) -> None:
+def _block_count(result) -> int:
+    return count_blocks(get_body(result.model), get_spec(result.config.backbone).cut_points)
+
+
+def layers_section(result, blocks: int) -> None:
     """The body's layers, top first, marked trainable, frozen or BatchNorm (frozen)."""
-    rows = state.unfreeze_preview(result, unfreeze)
+    n_layers = top_blocks_layer_count(get_body(result.model),
+                                      get_spec(result.config.backbone).cut_points, blocks)
+    rows = state.unfreeze_preview(result, n_layers)
     trainable = [r for r in rows if r["trainable"] and r["params"]]
     st.caption(f"{len(trainable)} layers with weights become trainable "
                f"({sum(r['params'] for r in trainable):,} parameters); the rest stay frozen.")
@@ -69,22 +87,45 @@ def layers_section(result, unfreeze: int) -> None:
     st.dataframe(table, hide_index=True, height=260, key="finetune_layers")
 
 
-def finetune_target(result, unfreeze: int, lr: float, epochs: int):
+def lr_finder_ui(result, blocks: int, disabled: bool) -> None:
+    """A button that sweeps the body's rate (fastai's `lr_find`) and plots loss against rate."""
+    if st.button("Find a learning rate", icon=":material/query_stats:", key="finetune_lr_find",
+                 disabled=disabled,
+                 help="Trains private copies of the unfrozen blocks and head for about 100 batches "
+                      "while the rate grows from 1e-7; nothing is kept."):
+        config = replace(result.config, unfreeze=None, unfreeze_from=None, unfreeze_blocks=blocks)
+        try:
+            with st.spinner("Sweeping the learning rate…"):
+                state.put(LR_FINDING, (blocks, find_learning_rate(config, result=result)))
+        except TransferLabError as e:
+            st.error(str(e))
+    finding = state.get(LR_FINDING)
+    if finding is None:
+        return
+    swept_blocks, finding = finding
+    st.plotly_chart(make_lr_find_figure(finding.rates, finding.losses, finding.suggestion),
+                    key="finetune_lr_figure")
+    st.caption(f"Suggested peak rate for {swept_blocks} unfrozen blocks: **{finding.suggestion:.1e}** "
+               f"(a tenth of the rate at the lowest loss, {finding.minimum:.1e}). "
+               "Pick the nearest learning rate above.")
+
+
+def finetune_target(result, blocks: int, lr: float, epochs: int):
     """The job body (runs on the job's thread, no st.* calls)."""
     factor = lr / result.config.learning_rate
 
     def target(job: Job):
         cbs = job_callbacks(job, epochs=epochs, epoch_offset=len(result.history))
-        return fine_tune(result, epochs=epochs, unfreeze=unfreeze, lr_factor=factor,
+        return fine_tune(result, epochs=epochs, unfreeze_blocks=blocks, lr_factor=factor,
                          stop_event=job.stop_event,
                          callbacks=TrainCallbacks(**{k: cbs[k] for k in CALLBACK_KEYS}))
     return target
 
 
-def start_ui(result, unfreeze: int, lr: float, epochs: int, busy: bool) -> None:
+def start_ui(result, blocks: int, lr: float, epochs: int, busy: bool) -> None:
     if st.button("Start fine-tuning", type="primary", icon=":material/play_arrow:",
                  key="finetune_start", disabled=busy):
-        start_job_ui(state.FINETUNE_JOB, "finetune", finetune_target(result, unfreeze, lr, epochs))
+        start_job_ui(state.FINETUNE_JOB, "finetune", finetune_target(result, blocks, lr, epochs))
 
 
 def live_view(result):
@@ -116,6 +157,7 @@ def before_after_section(tuned) -> None:
         c1.metric(f"{label}, frozen head", f"{old:.1%}" if old is not None else "–")
         delta = f"{(new - old) * 100:+.1f} pts" if old is not None and new is not None else None
         c2.metric(f"{label}, fine-tuned", f"{new:.1%}" if new is not None else "–", delta=delta)
+    st.caption(f"Best epoch chosen by {tuned.metrics.get('selected_by', SELECTED_BY)}.")
 
 
 st.title("Fine-tune")
@@ -132,6 +174,9 @@ except TransferLabError as e:
     st.error(str(e))
     st.stop()
 st.markdown(BATCHNORM_NOTE)
+st.caption(SELECTION_NOTE)
+with st.expander("Learning-rate finder", expanded=state.get(LR_FINDING) is not None):
+    lr_finder_ui(frozen_result, n_unfreeze, disabled=busy)
 start_ui(frozen_result, n_unfreeze, ft_lr, ft_epochs, busy)
 if busy:
     job_panel(state.FINETUNE_JOB, "Fine-tuning", live=live_view(frozen_result))

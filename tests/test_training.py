@@ -122,7 +122,9 @@ def test_fine_tuning_that_never_beats_the_frozen_loss_keeps_the_frozen_weights(t
 
 def test_fine_tuning_on_cached_activations_matches_fine_tuning_on_pixels(tiny_backbone, toy,
                                                                          tmp_path):
-    frozen = train(_config(epochs=1), backbone=tiny_backbone, dataset=toy, run_dir=tmp_path / "r")
+    # Augmentation off: the pixel path would draw different random images than the cached copies.
+    frozen = train(_config(epochs=1, fine_tune_augment_copies=0), backbone=tiny_backbone, dataset=toy,
+                   run_dir=tmp_path / "r")
     fast = fine_tune(frozen, epochs=2, unfreeze=4, lr_factor=1.0)
     slow_start = replace(frozen, config=replace(frozen.config, use_feature_cache=False))
     slow = fine_tune(slow_start, epochs=2, unfreeze=4, lr_factor=1.0)
@@ -311,8 +313,9 @@ def test_head_trains_on_logits_and_the_classifier_adds_the_softmax(tiny_backbone
     from lib.evaluate import predict_records
     from lib.models import build_logits_model, classifier_parts
 
-    result = train(_config(epochs=2, use_feature_cache=use_cache), backbone=tiny_backbone,
-                   dataset=toy, run_dir=tmp_path / "r")
+    # Plain cross-entropy below: no label smoothing (the default smooths by 0.1).
+    result = train(_config(epochs=2, use_feature_cache=use_cache, label_smoothing=0.0),
+                   backbone=tiny_backbone, dataset=toy, run_dir=tmp_path / "r")
     assert get_head(result.model).layers[-1].name == "logits"
     assert result.model.layers[-1].name == "probabilities"
     pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")

@@ -79,7 +79,10 @@ def config_from_args(args: argparse.Namespace):
         val_split=args.val_split, test_split=args.test_split, seed=args.seed,
         use_feature_cache=not args.no_feature_cache, fine_tune_epochs=args.fine_tune_epochs,
         unfreeze=args.unfreeze, unfreeze_from=args.unfreeze_from,
-        fine_tune_lr_factor=args.fine_tune_lr_factor,
+        unfreeze_blocks=args.unfreeze_blocks, fine_tune_lr_factor=args.fine_tune_lr_factor,
+        fine_tune_head_lr_factor=args.fine_tune_head_lr_factor,
+        fine_tune_warmup_epochs=args.fine_tune_warmup_epochs,
+        fine_tune_augment_copies=args.fine_tune_augment_copies,
     ).validate()
 
 
@@ -128,7 +131,8 @@ def fine_tune_command(args: argparse.Namespace) -> dict:
     callbacks = progress_callbacks()
     result = load_train_result(args.run, callbacks=callbacks)
     tuned = fine_tune(result, epochs=args.epochs, unfreeze=args.unfreeze,
-                      unfreeze_from=args.unfreeze_from, lr_factor=args.lr_factor,
+                      unfreeze_from=args.unfreeze_from, unfreeze_blocks=args.unfreeze_blocks,
+                      lr_factor=args.lr_factor,
                       callbacks=callbacks, new_run=True, run_dir=args.out)
     return train_summary(tuned, start)
 
@@ -161,11 +165,20 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs, help="frozen-phase epochs (default %(default)s)")
     p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs,
                    help="fine-tuning epochs (default %(default)s: none)")
+    p.add_argument("--unfreeze-blocks", type=int, default=d.unfreeze_blocks,
+                   help="top body blocks to unfreeze (default %(default)s)")
     p.add_argument("--unfreeze", type=int, default=d.unfreeze,
-                   help="top body layers to unfreeze (default %(default)s)")
+                   help="top body layers to unfreeze instead of blocks")
     p.add_argument("--unfreeze-from", default=d.unfreeze_from, help="unfreeze from this layer up instead")
     p.add_argument("--fine-tune-lr-factor", type=float, default=d.fine_tune_lr_factor,
-                   help="fine-tuning rate = --lr x this (default %(default)s)")
+                   help="the body's peak fine-tuning rate = --lr x this (default %(default)s)")
+    p.add_argument("--fine-tune-head-lr-factor", type=float, default=d.fine_tune_head_lr_factor,
+                   help="the head's fine-tuning rate = the body's x this (default %(default)s)")
+    p.add_argument("--fine-tune-warmup-epochs", type=int, default=d.fine_tune_warmup_epochs,
+                   help="warm-up epochs before the cosine decay (default %(default)s)")
+    p.add_argument("--fine-tune-augment-copies", type=int, default=d.fine_tune_augment_copies,
+                   help="augmented copies per training image for fine-tuning; 0 = none "
+                        "(default %(default)s)")
     p.add_argument("--val-split", type=_fraction, default=d.val_split,
                    help="validation fraction (default %(default)s)")
     p.add_argument("--test-split", type=_fraction, default=d.test_split,
@@ -192,11 +205,13 @@ def register(subparsers) -> None:
     p.add_argument("--run", required=True, help="a run folder written by `train`")
     p.add_argument("--epochs", type=int, required=True, help="fine-tuning epochs")
     which = p.add_mutually_exclusive_group()
+    which.add_argument("--unfreeze-blocks", type=int, default=None,
+                       help=f"top body blocks to unfreeze (default: the run's, else {d.unfreeze_blocks})")
     which.add_argument("--unfreeze", type=int, default=d.unfreeze,
-                       help="top body layers to unfreeze (default %(default)s)")
+                       help="top body layers to unfreeze instead of blocks")
     which.add_argument("--unfreeze-from", default=None, help="unfreeze from this layer up instead")
     p.add_argument("--lr-factor", type=float, default=d.fine_tune_lr_factor,
-                   help="rate = the run's learning rate x this (default %(default)s)")
+                   help="peak rate = the run's learning rate x this (default %(default)s)")
     p.add_argument("--out", default=None,
                    help="new run folder (default: a new folder under the runs dir)")
     p.set_defaults(handler=fine_tune_command)

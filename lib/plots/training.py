@@ -1,4 +1,5 @@
-"""Figures for training: learning curves, per-batch loss, confusion matrix, runs compared."""
+"""Figures for training: learning curves, per-batch loss, confusion matrix, runs compared, the
+learning-rate finder."""
 
 from __future__ import annotations
 
@@ -157,4 +158,36 @@ def make_runs_overlay_figure(histories: dict[str, pd.DataFrame], metric: str = "
                                  hovertemplate=f"{name}<br>epoch %{{x}}<br>{metric} %{{y:.4f}}<extra></extra>"))
     fig.update_layout(title=LABELS[metric], height=360, margin=MARGIN, xaxis={"title": "epoch"},
                       yaxis={"title": metric}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def make_lr_find_figure(rates: Sequence[float], losses: Sequence[float],
+                        suggestion: float | None = None) -> go.Figure:
+    """The learning-rate finder's curve: smoothed loss against rate (log x), the suggestion marked.
+
+    Args:
+        rates: the swept rates, increasing.
+        losses: the smoothed training loss after each rate's step.
+        suggestion: the suggested rate, marked with a point on the curve and a dotted line.
+            Defaults to None (no mark).
+
+    Returns:
+        A Plotly line chart with a logarithmic rate axis.
+    """
+    if len(rates) != len(losses):
+        raise ValueError(f"Received {len(rates)} rates and {len(losses)} losses; give one loss per rate.")
+    fig = go.Figure(go.Scatter(x=list(rates), y=list(losses), mode="lines", name="loss",
+                               line={"color": TRAIN_COLOR},
+                               hovertemplate="rate %{x:.2e}<br>loss %{y:.4f}<extra></extra>"))
+    if suggestion is not None and len(rates):
+        # The curve's loss at the suggestion, interpolated in log rate.
+        y = float(np.interp(np.log(suggestion), np.log(np.asarray(rates, float)), np.asarray(losses, float)))
+        fig.add_trace(go.Scatter(x=[suggestion], y=[y], mode="markers", name=f"suggestion {suggestion:.1e}",
+                                 marker={"color": VAL_COLOR, "size": 12, "symbol": "diamond"},
+                                 hovertemplate="suggested rate %{x:.2e}<extra></extra>"))
+        fig.add_vline(x=np.log10(suggestion), line={"color": PHASE_LINE_COLOR, "dash": "dot"})
+    fig.update_layout(title="Learning-rate finder", height=320, margin=MARGIN,
+                      xaxis={"title": "learning rate", "type": "log"},
+                      yaxis={"title": "smoothed training loss"},
+                      legend={"orientation": "h", "y": -0.25})
     return fig

@@ -7,6 +7,7 @@
     fast_path.py  training on cached features (frozen) and cached activations (fine-tuning)
     phases.py     `train`, `fine_tune`, `train_from_scratch`
     resume.py     `load_train_result`: a saved run, ready to fine-tune
+    lr_find.py    `find_learning_rate`: the learning-rate finder (fastai's `lr_find`)
 
 Run folders are written by `lib.runs.recorder.RunRecorder`, never by the training code itself.
 """
@@ -29,10 +30,18 @@ from lib.training.config import (
     MAX_EPOCHS,
     OPTIMIZERS,
     SCRATCH,
+    SELECTED_BY,
     TrainConfig,
     feature_cache_reason,
+    fine_tune_augment,
 )
-from lib.training.engine import TrainResult, compile_model, fit_phase, make_optimizer
+from lib.training.engine import (
+    TrainResult,
+    build_lr_schedule,
+    compile_model,
+    fit_phase,
+    make_optimizer,
+)
 from lib.training.fast_path import FAST_STEPS_PER_EXECUTION, ArrayValidation
 from lib.training.inputs import (
     epoch_orders,
@@ -41,14 +50,17 @@ from lib.training.inputs import (
     pixel_dataset,
     steps_per_epoch,
 )
-from lib.training.phases import fine_tune, train, train_from_scratch
+from lib.training.lr_find import LRFinding, find_learning_rate
+from lib.training.phases import fine_tune, train, train_from_scratch, unfrozen_copy
 from lib.training.resume import load_train_result
 
 __all__ = [
     "FAST_STEPS_PER_EXECUTION", "FINE_TUNE", "FROZEN", "MAX_BATCH_SIZE", "MAX_EPOCHS", "OPTIMIZERS",
-    "SCRATCH", "ArrayValidation", "BatchNormRecalibration", "BestWeights", "EpochLog",
-    "EpochSummaries", "ProgressReporter", "StopOnEvent", "TrainCallbacks", "TrainConfig",
-    "TrainResult", "TrainingStopped", "compile_model", "epoch_orders", "feature_cache_reason",
-    "feature_dataset", "fine_tune", "fit_phase", "load_train_result", "make_optimizer", "one_hot",
+    "SCRATCH", "SELECTED_BY", "ArrayValidation", "BatchNormRecalibration", "BestWeights",
+    "EpochLog", "EpochSummaries", "LRFinding", "ProgressReporter", "StopOnEvent", "TrainCallbacks",
+    "TrainConfig", "TrainResult", "TrainingStopped", "build_lr_schedule", "compile_model",
+    "epoch_orders", "feature_cache_reason", "feature_dataset", "find_learning_rate", "fine_tune",
+    "fine_tune_augment", "fit_phase", "load_train_result", "make_optimizer", "one_hot",
     "pixel_dataset", "recalibrate_batchnorm", "steps_per_epoch", "train", "train_from_scratch",
+    "unfrozen_copy",
 ]

@@ -1,7 +1,8 @@
 """Small Keras callbacks for training, one job each (as fastai keeps recording, display and stopping apart).
 
 * `EpochLog` records one history row per finished epoch.
-* `BestWeights` keeps the best epoch's weights, early-stops, and restores the best at the end.
+* `BestWeights` keeps the best epoch's weights (by validation accuracy, then loss), early-stops,
+  and restores the best at the end.
 * `StopOnEvent` ends training within one batch once a `threading.Event` is set.
 * `ProgressReporter` sends progress to the `TrainCallbacks` functions.
 * `EpochSummaries` writes TensorBoard epoch scalars.
@@ -29,6 +30,8 @@ from lib.models import is_batchnorm
 from lib.runs import HISTORY_COLUMNS
 
 LOG_COLUMNS = (*HISTORY_COLUMNS, "lr")
+# Two validation accuracies closer than this count as equal (the same number of images right).
+ACCURACY_TIE = 1e-9
 
 
 @dataclass
@@ -71,11 +74,13 @@ class EpochLog(keras.callbacks.Callback):
 
     Args:
         phase: "frozen", "fine_tune" or "scratch".
-        lr: the phase's learning rate (a history column).
+        lr: the phase's learning rate (a history column), or a function that reads the rate at the
+            end of an epoch (a scheduled rate).
         previous: the history before this phase; its epochs number on from it. Defaults to None.
     """
 
-    def __init__(self, phase: str, lr: float, previous: pd.DataFrame | None = None) -> None:
+    def __init__(self, phase: str, lr: float | Callable[[], float],
+                 previous: pd.DataFrame | None = None) -> None:
         super().__init__()
         self.phase, self.lr, self.previous = phase, lr, previous
         self.epoch_offset = 0 if previous is None else len(previous)
@@ -92,7 +97,8 @@ class EpochLog(keras.callbacks.Callback):
             "loss": as_float(logs.get("loss")), "accuracy": as_float(logs.get("accuracy")),
             "val_loss": as_float(logs.get("val_loss")),
             "val_accuracy": as_float(logs.get("val_accuracy")),
-            "seconds": time.perf_counter() - self._epoch_start, "lr": self.lr,
+            "seconds": time.perf_counter() - self._epoch_start,
+            "lr": float(self.lr()) if callable(self.lr) else self.lr,
         })
 
     def history(self) -> pd.DataFrame:
@@ -103,11 +109,32 @@ class EpochLog(keras.callbacks.Callback):
         return pd.concat([self.previous, new], ignore_index=True) if len(new) else self.previous.copy()
 
 
+def is_better(candidate: dict, best: dict | None) -> bool:
+    """True when an epoch beats the best so far: higher `val_accuracy`, or equal and lower `val_loss`.
+
+    Accuracy first because it is what a person reads; validation loss alone rewards sharper
+    probabilities while accuracy moves within one image. A missing accuracy compares on loss.
+    """
+    loss = as_float(candidate.get("val_loss"))
+    if loss is None:
+        return False
+    if best is None:
+        return True
+    acc, best_acc = as_float(candidate.get("val_accuracy")), as_float(best.get("val_accuracy"))
+    if acc is not None and best_acc is not None and abs(acc - best_acc) > ACCURACY_TIE:
+        return acc > best_acc
+    return loss < best["val_loss"]
+
+
 class BestWeights(keras.callbacks.Callback):
-    """Keeps the weights of the epoch with the lowest `val_loss`; early-stops; restores them at the end.
+    """Keeps the best epoch's weights (`is_better`: accuracy, then loss); early-stops; restores them.
+
+    Early stopping waits for convergence rather than for a better best epoch: `patience` epochs in
+    which neither the best epoch nor the lowest validation loss improves (a head whose loss still
+    falls at the same accuracy has not converged).
 
     Args:
-        patience: epochs without a better `val_loss` before stopping; None never stops.
+        patience: epochs without improvement before stopping; None never stops.
         epoch_offset: epochs before this phase, so `best_epoch` numbers as the history does.
             Defaults to 0.
         baseline: a starting point to beat, `{"epoch", "val_loss", "val_accuracy"}` (fine-tuning
@@ -120,20 +147,34 @@ class BestWeights(keras.callbacks.Callback):
         super().__init__()
         self.patience, self.epoch_offset = patience, epoch_offset
         self.baseline = baseline if baseline and baseline.get("val_loss") is not None else None
-        self.best_loss, self.best_epoch = math.inf, None
+        self.best: dict | None = None
+        self.best_epoch: int | None = None
+        self.lowest_loss = math.inf
         self.best_weights: list | None = None
         self.wait, self.early_stopped = 0, False
 
+    @property
+    def best_loss(self) -> float:
+        return self.best["val_loss"] if self.best else math.inf
+
     def on_train_begin(self, logs=None):
         if self.baseline is not None and self.best_weights is None:
-            self.best_loss, self.best_epoch = self.baseline["val_loss"], self.baseline["epoch"]
+            self.best, self.best_epoch = dict(self.baseline), self.baseline["epoch"]
+            self.lowest_loss = self.baseline["val_loss"]
             self.best_weights = self.model.get_weights()
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = as_float((logs or {}).get("val_loss"))
-        if loss is not None and loss < self.best_loss:
-            self.best_loss, self.best_epoch, self.wait = loss, self.epoch_offset + epoch + 1, 0
+        logs = logs or {}
+        row = {"val_loss": as_float(logs.get("val_loss")), "val_accuracy": as_float(logs.get("val_accuracy"))}
+        improved = False
+        if is_better(row, self.best):
+            self.best, self.best_epoch = row, self.epoch_offset + epoch + 1
             self.best_weights = self.model.get_weights()  # a new list: RunCallback saves it
+            improved = True
+        if row["val_loss"] is not None and row["val_loss"] < self.lowest_loss:
+            self.lowest_loss, improved = row["val_loss"], True
+        if improved:
+            self.wait = 0
             return
         self.wait += 1
         if self.patience is not None and self.wait >= self.patience:

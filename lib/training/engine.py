@@ -29,10 +29,16 @@ from lib.training.callbacks import (
     TrainCallbacks,
     TrainingStopped,
 )
-from lib.training.config import OPTIMIZERS, TrainConfig
+from lib.training.config import OPTIMIZERS, SELECTED_BY, TrainConfig
 
 SGD_MOMENTUM = 0.9
 EVAL_BATCH = 64
+# Warm-up starts at this fraction of the peak rate (fastai's one-cycle starts at 1/25).
+WARMUP_START = 0.04
+# Cosine decay ends at this fraction of the peak rate.
+COSINE_FLOOR = 0.01
+OPTIMIZER_CLASSES = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+                     "rmsprop": keras.optimizers.RMSprop}
 
 
 @dataclass
@@ -100,19 +106,75 @@ class Context:
         return on_progress
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """Returns a fresh optimizer by name ("adam", "sgd" with momentum 0.9, "rmsprop")."""
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=SGD_MOMENTUM)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
-    raise TransferLabError(f"Received `optimizer={name!r}`; use one of {', '.join(OPTIMIZERS)}.")
+def make_optimizer(name: str, learning_rate, *, faster: Sequence = (),
+                   faster_factor: float = 1.0) -> keras.optimizers.Optimizer:
+    """Returns a fresh optimizer by name ("adam", "sgd" with momentum 0.9, "rmsprop").
+
+    Args:
+        name: the optimizer.
+        learning_rate: a rate, or a `keras.optimizers.schedules.LearningRateSchedule`.
+        faster: variables that train at `faster_factor` x the rate (the head while the body
+            fine-tunes, as fastai's discriminative rates). Defaults to ().
+        faster_factor: their factor. Defaults to 1.0.
+    """
+    if name not in OPTIMIZER_CLASSES:
+        raise TransferLabError(f"Received `optimizer={name!r}`; use one of {', '.join(OPTIMIZERS)}.")
+    kwargs = {"momentum": SGD_MOMENTUM} if name == "sgd" else {}
+    if not faster or faster_factor == 1.0:
+        return OPTIMIZER_CLASSES[name](learning_rate, **kwargs)
+    return _two_rate_class(OPTIMIZER_CLASSES[name])(learning_rate, faster=faster,
+                                                    faster_factor=faster_factor, **kwargs)
+
+
+def _two_rate_class(base: type) -> type:
+    """`base` with a per-variable rate factor: Keras 3 has no per-variable rates or MultiOptimizer."""
+
+    class TwoRates(base):
+        def __init__(self, learning_rate, *, faster, faster_factor: float, **kwargs):
+            super().__init__(learning_rate, **kwargs)
+            self._faster = {id(v) for v in faster}
+            self._faster_factor = float(faster_factor)
+            self._factors: list[float] = []
+
+        def build(self, variables):
+            super().build(variables)
+            self._factors = [self._faster_factor if id(v) in self._faster else 1.0 for v in variables]
+
+        def update_step(self, gradient, variable, learning_rate):
+            # Keras' own optimizers index their slots the same way.
+            factor = self._factors[self._get_variable_index(variable)]
+            return super().update_step(gradient, variable, learning_rate * factor)
+
+    TwoRates.__name__ = f"TwoRate{base.__name__}"
+    return TwoRates
+
+
+def build_lr_schedule(peak: float, total_steps: int,
+                      warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up to `peak`, then cosine decay to `COSINE_FLOOR` x `peak` by `total_steps`.
+
+    Args:
+        peak: the highest rate, reached after `warmup_steps`.
+        total_steps: optimizer steps in the whole phase.
+        warmup_steps: steps of linear warm-up from `WARMUP_START` x `peak`; 0 starts at the peak.
+
+    Returns:
+        A Keras schedule (the step is the optimizer's iteration count).
+    """
+    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
+        raise TransferLabError(
+            f"Received `total_steps={total_steps}`, `warmup_steps={warmup_steps}`; use total_steps "
+            ">= 1 and 0 <= warmup_steps <= total_steps.")
+    decay = max(total_steps - warmup_steps, 1)
+    if warmup_steps == 0:
+        return keras.optimizers.schedules.CosineDecay(peak, decay, alpha=COSINE_FLOOR)
+    return keras.optimizers.schedules.CosineDecay(peak * WARMUP_START, decay, alpha=COSINE_FLOOR,
+                                                  warmup_target=peak, warmup_steps=warmup_steps)
 
 
 def compile_model(model: keras.Model, config: TrainConfig, learning_rate: float,
-                  steps_per_execution: int = 1, *, from_logits: bool = True) -> None:
+                  steps_per_execution: int = 1, *, from_logits: bool = True,
+                  optimizer: keras.optimizers.Optimizer | None = None) -> None:
     """Compiles with the config's optimizer, label-smoothed cross-entropy and accuracy.
 
     Args:
@@ -122,9 +184,11 @@ def compile_model(model: keras.Model, config: TrainConfig, learning_rate: float,
         steps_per_execution: batches per compiled call. Defaults to 1.
         from_logits: the model outputs logits. Defaults to True; False only for a model that
             ends in a softmax (the loss then reads probabilities).
+        optimizer: an optimizer to use instead of a new one at `learning_rate` (fine-tuning's
+            two rates and schedule). Defaults to None.
     """
     model.compile(
-        optimizer=make_optimizer(config.optimizer, learning_rate),
+        optimizer=optimizer or make_optimizer(config.optimizer, learning_rate),
         loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits,
                                                   label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
@@ -161,11 +225,13 @@ class PhaseWatch:
             "seconds": float(sum(r["seconds"] for r in self.log.rows)),
             "early_stopped": self.best.early_stopped,
             "stopped": self.stop.stopped,
+            "selected_by": SELECTED_BY,
         }
 
 
 def fit_phase(ctx: Context, model: keras.Model, dataset: tf.data.Dataset, *, phase: str,
-              epochs: int, steps: int, lr: float, save_checkpoint: Callable[[], None],
+              epochs: int, steps: int, lr: float | Callable[[], float],
+              save_checkpoint: Callable[[], None],
               previous: pd.DataFrame | None = None, baseline: dict | None = None,
               validation_data: tf.data.Dataset | None = None,
               first: Sequence[keras.callbacks.Callback] = ()) -> PhaseWatch:
@@ -178,7 +244,7 @@ def fit_phase(ctx: Context, model: keras.Model, dataset: tf.data.Dataset, *, pha
         phase: "frozen", "fine_tune" or "scratch".
         epochs: epochs to run.
         steps: batches per epoch.
-        lr: the learning rate (a history column).
+        lr: the learning rate (a history column), or a function reading a scheduled rate.
         save_checkpoint: writes the run's checkpoint from the model's current weights.
         previous: the history before this phase. Defaults to None.
         baseline: a starting point the phase must beat (see `BestWeights`). Defaults to None.
@@ -242,5 +308,6 @@ def build_metrics(ctx: Context, model: keras.Model, phases: dict, evaluation: di
         "phases": phases,
         "evaluation": evaluation,
         "pretrained": ctx.pretrained,
+        "selected_by": SELECTED_BY,
         **(extra or {}),
     }

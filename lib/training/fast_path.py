@@ -6,7 +6,9 @@
   with the same weights as on pixels (tested).
 * **Cached activations** (fine-tuning): the frozen layers below the lowest unfrozen one run once (in
   memory); the unfrozen top of the body and the head train on their output: the same updates as on
-  pixels, without running the frozen bottom every epoch.
+  pixels, without running the frozen bottom every epoch. With augmentation the bottom runs on K
+  augmented copies of each training image, once; each epoch draws one copy per image. The top
+  still sees a new combination of copies every epoch, and memorises far more slowly.
 
 Both compile several steps per call and validate on the cached arrays in a few compiled calls.
 """
@@ -20,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from lib.backbones.registry import Backbone
+from lib.data.pipeline import make_dataset
 from lib.data.sources import ImageRecord
 from lib.features import ExtractionStopped, cached_features, extract_features
 from lib.models import build_head, classifier_parts
@@ -39,6 +42,8 @@ from lib.training.inputs import (
 FAST_STEPS_PER_EXECUTION = 16
 # Cached features/activations per validation call: bounds memory for feature maps.
 VAL_CHUNK = 256
+# Images per forward pass when computing augmented activations.
+AUGMENT_BATCH = 32
 
 
 class ArrayValidation(keras.callbacks.Callback):
@@ -85,22 +90,36 @@ def predict_arrays(model: keras.Model, arrays: np.ndarray) -> np.ndarray:
                            for i in range(0, len(arrays), VAL_CHUNK)])
 
 
-def _split_rows(ctx: Context, arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of `arrays` (train, then val, then test records) per split."""
-    n_train, n_val = len(ctx.split.train), len(ctx.split.val)
-    return arrays[:n_train], arrays[n_train : n_train + n_val], arrays[n_train + n_val :]
+def copy_orders(orders: np.ndarray, n: int, copies: int, seed: int) -> np.ndarray:
+    """Rows into `copies` stacked copies of n training rows: epoch e visits `orders[e]`, each image
+    in a seeded random copy. With one copy these are `orders` themselves (the unaugmented path)."""
+    if copies == 1:
+        return orders
+    return orders + n * np.random.default_rng(seed + 1).integers(copies, size=orders.shape)
 
 
-def _fit_on_arrays(ctx: Context, model: keras.Model, arrays: np.ndarray, *, phase: str, epochs: int,
-                   lr: float, save_checkpoint: Callable[[], None], previous=None,
-                   baseline: dict | None = None) -> tuple[PhaseWatch, dict | None]:
-    """Fits a logits model on cached arrays (one row per train, val, test record) and evaluates it."""
+def _fit_on_arrays(ctx: Context, model: keras.Model, train: np.ndarray, held_out: np.ndarray, *,
+                   phase: str, epochs: int, lr: float | Callable[[], float],
+                   save_checkpoint: Callable[[], None], previous=None, baseline: dict | None = None,
+                   optimizer: keras.optimizers.Optimizer | None = None
+                   ) -> tuple[PhaseWatch, dict | None]:
+    """Fits a logits model on cached arrays and evaluates it.
+
+    Args:
+        train: `(K, n_train, ...)`: K copies of the training rows (K = 1 without augmentation).
+        held_out: the validation rows, then the test rows.
+        optimizer: see `compile_model`. Defaults to None (the config's, at `lr`).
+    """
     config, split = ctx.config, ctx.split
-    a_train, a_val, a_test = _split_rows(ctx, arrays)
-    steps = steps_per_epoch(len(a_train), config.batch_size)
-    compile_model(model, config, lr, steps_per_execution=divisor_at_most(steps, FAST_STEPS_PER_EXECUTION))
-    orders = epoch_orders(len(a_train), epochs, config.seed)
-    dataset = feature_dataset(a_train, one_hot(split.train, ctx.num_classes), orders, config.batch_size)
+    copies, n = int(train.shape[0]), int(train.shape[1])
+    a_val, a_test = held_out[: len(split.val)], held_out[len(split.val) :]
+    steps = steps_per_epoch(n, config.batch_size)
+    compile_model(model, config, lr if not callable(lr) else 0.0, optimizer=optimizer,
+                  steps_per_execution=divisor_at_most(steps, FAST_STEPS_PER_EXECUTION))
+    orders = copy_orders(epoch_orders(n, epochs, config.seed), n, copies, config.seed)
+    labels = np.tile(one_hot(split.train, ctx.num_classes), (copies, 1))
+    dataset = feature_dataset(train.reshape((copies * n, *train.shape[2:])), labels, orders,
+                              config.batch_size)
     validation = ArrayValidation(a_val, one_hot(split.val, ctx.num_classes), config.label_smoothing)
     watch = fit_phase(ctx, model, dataset, phase=phase, epochs=epochs, steps=steps, lr=lr,
                       save_checkpoint=save_checkpoint, previous=previous, baseline=baseline,
@@ -139,7 +158,9 @@ def train_head_on_features(ctx: Context, body: keras.Model, head: keras.Model, b
         ctx.recorder.save_head_checkpoint(head)
 
     ctx.callbacks.message("Training the head on cached features…")
-    watch, evaluation = _fit_on_arrays(ctx, vector_head, cached.features, phase=FROZEN,
+    n_train = len(split.train)
+    watch, evaluation = _fit_on_arrays(ctx, vector_head, cached.features[None, :n_train],
+                                       cached.features[n_train:], phase=FROZEN,
                                        epochs=config.epochs, lr=config.learning_rate,
                                        save_checkpoint=save_checkpoint)
     head.set_weights(vector_head.get_weights())
@@ -173,26 +194,92 @@ def _extract_activations(ctx: Context, bottom: keras.Model,
     return flat_acts.reshape((len(records), *shape))
 
 
+def augmented_activations(bottom: keras.Model, records: Sequence[ImageRecord], image_size: int,
+                          augmentation: keras.Sequential, copies: int, *, num_classes: int,
+                          batch_size: int = AUGMENT_BATCH, on_progress=None,
+                          stop_event=None) -> np.ndarray:
+    """The frozen bottom's output for `copies` augmented versions of each image, computed once.
+
+    Args:
+        bottom: pixels -> activations, frozen (called in inference mode).
+        records: the training images.
+        image_size: the input side.
+        augmentation: seeded Keras random layers (`build_augmentation`); every call draws anew,
+            so the copies differ and a run is reproducible.
+        copies: K, at least 1.
+        num_classes: the label width the pipeline needs (labels are not used).
+        batch_size: images per forward pass. Defaults to `AUGMENT_BATCH`.
+        on_progress: `fn(done, total)` after each batch. Defaults to None.
+        stop_event: checked after each batch. Defaults to None.
+
+    Returns:
+        float32 `(copies, len(records), *activation shape)`.
+
+    Raises:
+        ExtractionStopped: the stop event was set.
+    """
+    forward = tf.function(lambda x: bottom(x, training=False), reduce_retracing=True)
+    pixels = make_dataset(records, num_classes, image_size, batch_size, cache=True)
+    out, total = [], copies * len(records)
+    for _ in range(copies):
+        batches = []
+        for x, _labels in pixels:
+            # Eager, outside tf.data: each call draws new random values from the layers' seeds.
+            batches.append(np.asarray(forward(augmentation(x, training=True))))  # (B, H, W, C)
+            done = len(out) * len(records) + sum(len(b) for b in batches)
+            if on_progress:
+                on_progress(done, total)
+            if stop_event is not None and stop_event.is_set():
+                raise ExtractionStopped()
+        out.append(np.concatenate(batches))
+    return np.stack(out)
+
+
+def build_top_model(model: keras.Model, boundary: str) -> keras.Model:
+    """Activations at `boundary` -> logits: the classifier's unfrozen top and head, sharing weights."""
+    body, head = classifier_parts(model)
+    boundary_output = body.get_layer(boundary).output
+    top = keras.Model(boundary_output, body.output, name="body_top")
+    inputs = keras.Input(tuple(boundary_output.shape[1:]), name="activations")
+    return keras.Model(inputs, head(top(inputs, training=False)), name="top_classifier")
+
+
 def fine_tune_on_activations(ctx: Context, model: keras.Model, boundary: str, *, epochs: int,
-                             lr: float, previous, baseline: dict | None = None
+                             lr: float | Callable[[], float], previous, baseline: dict | None = None,
+                             augmentation: keras.Sequential | None = None, copies: int = 1,
+                             make_optimizer: Callable[[keras.Model], keras.optimizers.Optimizer] | None = None
                              ) -> tuple[PhaseWatch | None, dict | None]:
     """Fine-tunes the top of the classifier's body (and its head) on cached activations at `boundary`.
+
+    Args:
+        augmentation: random layers for the training images, or None. Defaults to None.
+        copies: augmented copies of each training image (1 without augmentation). Defaults to 1.
+        make_optimizer: `fn(top_model) -> optimizer` (two rates, schedule). Defaults to None.
 
     Returns:
         `(watch, evaluation)`, both None when stopped while computing the activations.
     """
-    body, head = classifier_parts(model)
-    boundary_output = body.get_layer(boundary).output
-    ctx.callbacks.message(f"Computing the frozen layers' output at {boundary} (once)…")
+    body, _ = classifier_parts(model)
+    bottom = keras.Model(body.input, body.get_layer(boundary).output)
+    split = ctx.split
     try:
-        acts = _extract_activations(ctx, keras.Model(body.input, boundary_output),
-                                    [*ctx.split.train, *ctx.split.val, *ctx.split.test])
+        if augmentation is None:
+            ctx.callbacks.message(f"Computing the frozen layers' output at {boundary} (once)…")
+            acts = _extract_activations(ctx, bottom, [*split.train, *split.val, *split.test])
+            train, held_out = acts[None, : len(split.train)], acts[len(split.train) :]
+        else:
+            ctx.callbacks.message(f"Computing the frozen layers' output at {boundary} for {copies} "
+                                  "augmented copies of each training image (once)…")
+            progress = ctx.extract_progress()
+            train = augmented_activations(bottom, split.train, ctx.image_size, augmentation, copies,
+                                          num_classes=ctx.num_classes, on_progress=progress,
+                                          stop_event=ctx.stop_event)
+            held_out = _extract_activations(ctx, bottom, [*split.val, *split.test])
     except ExtractionStopped:
         return None, None
-    top = keras.Model(boundary_output, body.output, name="body_top")
-    inputs = keras.Input(acts.shape[1:], name="activations")
-    top_model = keras.Model(inputs, head(top(inputs, training=False)), name="top_classifier")
+    top_model = build_top_model(model, boundary)
     ctx.callbacks.message("Fine-tuning on the cached activations…")
-    return _fit_on_arrays(ctx, top_model, acts, phase=FINE_TUNE, epochs=epochs, lr=lr,
+    return _fit_on_arrays(ctx, top_model, train, held_out, phase=FINE_TUNE, epochs=epochs, lr=lr,
                           save_checkpoint=lambda: ctx.recorder.save_model_checkpoint(model),
-                          previous=previous, baseline=baseline)
+                          previous=previous, baseline=baseline,
+                          optimizer=make_optimizer(top_model) if make_optimizer else None)

@@ -4,8 +4,9 @@
    with Adam/SGD/RMSprop, label smoothing, early stopping on `val_loss` that restores the best
    epoch, and a checkpoint of the best epoch.
 2. **Fine-tune** (`fine_tune`, or `TrainConfig.fine_tune_epochs > 0`): a private copy of the body
-   with its top layers unfrozen (every BatchNorm stays frozen), recompiled at a 10x lower rate;
-   the history continues with `phase="fine_tune"`.
+   with its top blocks unfrozen (every BatchNorm stays frozen and in inference mode), augmented
+   training images (K copies of their activations, computed once), separate rates for body and
+   head with warm-up and cosine decay; the history continues with `phase="fine_tune"`.
 3. **Scratch** (`train_from_scratch`): the same architecture from random weights, all trainable,
    on the same split and budget, to show what the pretrained weights bring.
 
@@ -26,7 +27,7 @@ import pandas as pd
 
 from lib import runs
 from lib.backbones.registry import Backbone, get_spec
-from lib.data.augment import build_augmentation
+from lib.data.augment import AugmentConfig, build_augmentation
 from lib.data.pipeline import make_dataset
 from lib.data.sources import DatasetIndex
 from lib.data.split import Split
@@ -39,6 +40,7 @@ from lib.models import (
     classifier_parts,
     copy_body,
     is_batchnorm,
+    unfreeze_blocks,
     unfreeze_top,
 )
 from lib.runs.recorder import RunRecorder
@@ -50,16 +52,19 @@ from lib.training.config import (
     TrainConfig,
     check_fine_tune_settings,
     feature_cache_reason,
+    fine_tune_augment,
 )
 from lib.training.engine import (
     EVAL_BATCH,
     Context,
     PhaseWatch,
     TrainResult,
+    build_lr_schedule,
     build_metrics,
     compile_model,
     evaluate,
     fit_phase,
+    make_optimizer,
     pixel_predictor,
 )
 from lib.training.fast_path import fine_tune_on_activations, frozen_boundary, train_head_on_features
@@ -105,7 +110,7 @@ def train(config: TrainConfig, *, backbone: Backbone | None = None,
                             metrics=result.metrics)
             return result
         recorder.save(result.model, result.history, result.metrics)  # kept if fine-tuning dies
-        model, unfrozen = _unfrozen_copy(result.model, config)
+        model, unfrozen = unfrozen_copy(result.model, config)
         return _fine_tune(result, ctx, model, unfrozen)
 
 
@@ -132,25 +137,30 @@ def _train_frozen(ctx: Context, body: keras.Model, backbone: Backbone) -> TrainR
     )
 
 
-def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = 20,
-              unfreeze_from: str | None = None, lr_factor: float = 0.1,
+def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = None,
+              unfreeze_from: str | None = None, unfreeze_blocks: int | None = None,
+              lr_factor: float | None = None,
               callbacks: TrainCallbacks | None = None, stop_event: threading.Event | None = None,
               new_run: bool = False, run_dir: Path | str | None = None) -> TrainResult:
     """Phase 2: unfreeze the top of a private copy of the body and train on at a lower rate.
 
     The shared backbone is never touched; every BatchNormalization layer stays frozen and in
-    inference mode. Without augmentation (and with the feature cache on) the frozen layers below the
-    unfrozen ones run once and the epochs train on their stored output: the same updates, much
-    cheaper. Early stopping starts from the frozen phase's best validation loss: if no fine-tuning
-    epoch beats it, the frozen weights are kept (`metrics["phases"]["fine_tune"]["improved"]` is
-    False).
+    inference mode. With the feature cache on, the frozen layers below the unfrozen ones run once
+    (on `fine_tune_augment_copies` augmented copies of each training image) and the epochs train
+    on their stored output. The body's rate warms up over `fine_tune_warmup_epochs` and decays on
+    a cosine; the head trains `fine_tune_head_lr_factor` x faster. The best epoch (validation
+    accuracy, then loss) must beat the frozen phase's best: if none does, the frozen weights are
+    kept (`metrics["phases"]["fine_tune"]["improved"]` is False).
 
     Args:
         result: a finished frozen phase (from `train`, or `load_train_result`).
         epochs: fine-tuning epochs, at least 1.
-        unfreeze: top layers of the body to unfreeze. Defaults to 20.
+        unfreeze: top layers of the body to unfreeze. Defaults to None (blocks).
         unfreeze_from: unfreeze from this layer up instead. Defaults to None.
-        lr_factor: rate = the frozen phase's learning rate x this. Defaults to 0.1.
+        unfreeze_blocks: top blocks to unfreeze when neither of the above is given. Defaults to
+            None: the result's config (`TrainConfig.unfreeze_blocks`).
+        lr_factor: the body's peak rate = the frozen phase's learning rate x this. Defaults to
+            None: the result's config (`TrainConfig.fine_tune_lr_factor`).
         callbacks: progress reporting. Defaults to None.
         stop_event: set it to stop within one batch. Defaults to None.
         new_run: write a new run folder, whose history starts with the result's, instead of
@@ -164,11 +174,14 @@ def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = 20,
     Raises:
         TransferLabError: bad settings, a result without its split, or an occupied `run_dir`.
     """
+    lr_factor = result.config.fine_tune_lr_factor if lr_factor is None else lr_factor
     check_fine_tune_settings(epochs, lr_factor)
     if result.split is None:
         raise TransferLabError("This result has no data split; fine-tune a result from `train`.")
-    config = _fine_tune_config(result.config, epochs, unfreeze, unfreeze_from, lr_factor)
-    model, unfrozen = _unfrozen_copy(result.model, config)  # bad layer settings fail before any write
+    config = replace(result.config, fine_tune_epochs=epochs, unfreeze=unfreeze,
+                     unfreeze_from=unfreeze_from, fine_tune_lr_factor=lr_factor,
+                     unfreeze_blocks=unfreeze_blocks or result.config.unfreeze_blocks).validate()
+    model, unfrozen = unfrozen_copy(result.model, config)  # bad layer settings fail before any write
     source = Path(result.run_dir)
     base, labels, target = runs.read_config(source), None, source
     if new_run or run_dir is not None:
@@ -182,13 +195,7 @@ def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = 20,
         return _fine_tune(replace(result, run_dir=target), ctx, model, unfrozen)
 
 
-def _fine_tune_config(config: TrainConfig, epochs: int, unfreeze: int | None,
-                      unfreeze_from: str | None, lr_factor: float) -> TrainConfig:
-    return replace(config, fine_tune_epochs=epochs, unfreeze=unfreeze or config.unfreeze,
-                   unfreeze_from=unfreeze_from, fine_tune_lr_factor=lr_factor)
-
-
-def _unfrozen_copy(classifier: keras.Model, config: TrainConfig) -> tuple[keras.Model, list[str]]:
+def unfrozen_copy(classifier: keras.Model, config: TrainConfig) -> tuple[keras.Model, list[str]]:
     """A new classifier on private copies of the body and head, the body's top unfrozen.
 
     Returns:
@@ -196,27 +203,51 @@ def _unfrozen_copy(classifier: keras.Model, config: TrainConfig) -> tuple[keras.
     """
     body, head = classifier_parts(classifier)
     body = copy_body(body)
-    unfrozen = (unfreeze_top(body, from_layer=config.unfreeze_from) if config.unfreeze_from
-                else unfreeze_top(body, n_layers=config.unfreeze))
+    if config.unfreeze_from:
+        unfrozen = unfreeze_top(body, from_layer=config.unfreeze_from)
+    elif config.unfreeze is not None:
+        unfrozen = unfreeze_top(body, n_layers=config.unfreeze)
+    else:
+        unfrozen = unfreeze_blocks(body, get_spec(config.backbone).cut_points, config.unfreeze_blocks)
     return build_classifier(body, _copy_head(head), int(classifier.inputs[0].shape[1])), unfrozen
 
 
 def _fine_tune(result: TrainResult, ctx: Context, model: keras.Model, unfrozen: list[str]) -> TrainResult:
-    """Fine-tunes `model` (from `_unfrozen_copy`) inside an open recorder and finishes the run."""
+    """Fine-tunes `model` (from `unfrozen_copy`) inside an open recorder and finishes the run."""
     config, recorder = ctx.config, ctx.recorder
     epochs, lr = config.fine_tune_epochs, config.learning_rate * config.fine_tune_lr_factor
     recorder.update_config({**config.to_dict(), "unfrozen_layers": unfrozen})
-    ctx.callbacks.message(f"Fine-tuning {len(unfrozen)} layers at learning rate {lr:g}…")
+    augment = fine_tune_augment(config)
+    ctx.callbacks.message(
+        f"Fine-tuning {len(unfrozen)} layers at peak rate {lr:g} (head "
+        f"{lr * config.fine_tune_head_lr_factor:g}), "
+        + (f"{config.fine_tune_augment_copies} augmented copies per image…" if augment else
+           "no augmentation…"))
     baseline = _starting_point(result.metrics)
     boundary = (frozen_boundary(classifier_parts(model)[0], get_spec(config.backbone).cut_points,
                                 unfrozen)
                 if feature_cache_reason(config, FINE_TUNE) is None else None)
+    optimizers: list[keras.optimizers.Optimizer] = []
+
+    def make_fine_tune_optimizer(trained: keras.Model) -> keras.optimizers.Optimizer:
+        optimizers.append(build_fine_tune_optimizer(config, trained, classifier_parts(model)[1],
+                                                    len(ctx.split.train)))
+        return optimizers[-1]
+
+    def current_lr() -> float:
+        return float(keras.ops.convert_to_numpy(optimizers[-1].learning_rate))
+
     if boundary is not None:
-        watch, evaluation = fine_tune_on_activations(ctx, model, boundary, epochs=epochs, lr=lr,
-                                                     previous=result.history, baseline=baseline)
+        augmentation = build_augmentation(augment, seed=config.seed) if augment else None
+        watch, evaluation = fine_tune_on_activations(
+            ctx, model, boundary, epochs=epochs, lr=current_lr, previous=result.history,
+            baseline=baseline, augmentation=augmentation,
+            copies=config.fine_tune_augment_copies if augment else 1,
+            make_optimizer=make_fine_tune_optimizer)
     else:
-        watch = _fit_on_pixels(ctx, model, phase=FINE_TUNE, epochs=epochs, lr=lr,
-                               previous=result.history, baseline=baseline,
+        watch = _fit_on_pixels(ctx, model, phase=FINE_TUNE, epochs=epochs, lr=current_lr,
+                               previous=result.history, baseline=baseline, augment=augment,
+                               make_optimizer=make_fine_tune_optimizer,
                                save_checkpoint=lambda: recorder.save_model_checkpoint(model))
         evaluation = evaluate(ctx, pixel_predictor(model, ctx)) if watch.rows else None
     if watch is None or not watch.rows:
@@ -224,7 +255,9 @@ def _fine_tune(result: TrainResult, ctx: Context, model: keras.Model, unfrozen: 
         recorder.finish(stopped=True)
         return replace(result, stopped=True, config=config)
     phases = {**result.metrics.get("phases", {}), FINE_TUNE: {
-        **watch.summary(), "unfrozen_layers": len(unfrozen), "activation_cache_at": boundary}}
+        **watch.summary(), "unfrozen_layers": len(unfrozen), "activation_cache_at": boundary,
+        "augment_copies": config.fine_tune_augment_copies if augment else 0,
+        "peak_lr": lr, "head_lr": lr * config.fine_tune_head_lr_factor}}
     extra = {k: v for k, v in result.metrics.items()
              if k not in ("val_accuracy", "val_loss", "params", "phases", "evaluation", "pretrained")}
     extra["before_fine_tune"] = {"val_accuracy": result.metrics.get("val_accuracy"),
@@ -305,23 +338,28 @@ def _new_run(config: TrainConfig, dataset: DatasetIndex, split: Split, run_dir: 
                        phase=SCRATCH if kind == SCRATCH else FROZEN, class_names=dataset.class_names)
 
 
-def _fit_on_pixels(ctx: Context, model: keras.Model, *, phase: str, epochs: int, lr: float,
+def _fit_on_pixels(ctx: Context, model: keras.Model, *, phase: str, epochs: int, lr,
                    save_checkpoint, previous: pd.DataFrame | None = None,
-                   baseline: dict | None = None, recalibrate: keras.Model | None = None) -> PhaseWatch:
+                   baseline: dict | None = None, recalibrate: keras.Model | None = None,
+                   augment: AugmentConfig | None | str = "config", make_optimizer=None) -> PhaseWatch:
     """The plain path: fit the classifier's logits on decoded pixels, in the shared seeded order.
 
     `recalibrate`: a body whose BatchNorm trains; its moving statistics are recomputed over the
     training images before each validation (`BatchNormRecalibration`). Defaults to None.
+    `augment`: the augmentation, None for none, or "config" for `config.augment`.
+    `make_optimizer`: `fn(logits_model) -> optimizer`, or None for the config's at `lr`.
     """
     config, split = ctx.config, ctx.split
-    augmentation = (build_augmentation(config.augment, seed=config.seed)
-                    if config.augment is not None and config.augment.enabled else None)
+    augment = config.augment if augment == "config" else augment
+    augmentation = (build_augmentation(augment, seed=config.seed)
+                    if augment is not None and augment.enabled else None)
     orders = epoch_orders(len(split.train), epochs, config.seed)
     dataset = pixel_dataset(split.train, ctx.num_classes, ctx.image_size, config.batch_size,
                             orders, augmentation)
     val = make_dataset(split.val, ctx.num_classes, ctx.image_size, EVAL_BATCH, cache=True)
     logits_model = build_logits_model(model)
-    compile_model(logits_model, config, lr)
+    compile_model(logits_model, config, lr if not callable(lr) else 0.0,
+                  optimizer=make_optimizer(logits_model) if make_optimizer else None)
     first = []
     if recalibrate is not None:
         # Unaugmented, like the validation images the statistics are then used on; in a seeded
@@ -337,6 +375,25 @@ def _fit_on_pixels(ctx: Context, model: keras.Model, *, phase: str, epochs: int,
                      validation_data=val, first=first)
 
 
+def build_fine_tune_optimizer(config: TrainConfig, trained: keras.Model, head: keras.Model,
+                              n_train: int) -> keras.optimizers.Optimizer:
+    """The fine-tuning optimizer: the body's rate warms up, then decays on a cosine; the head's
+    variables (inside `trained`) train `fine_tune_head_lr_factor` x faster.
+
+    Args:
+        config: the run's settings (optimizer, rates, epochs, warm-up, batch size).
+        trained: the model being fitted (its trainable variables include the head's).
+        head: the head inside `trained`.
+        n_train: training images (steps per epoch follow from the batch size).
+    """
+    steps = steps_per_epoch(n_train, config.batch_size)
+    total = steps * config.fine_tune_epochs
+    warmup = min(steps * config.fine_tune_warmup_epochs, total)
+    schedule = build_lr_schedule(config.learning_rate * config.fine_tune_lr_factor, total, warmup)
+    return make_optimizer(config.optimizer, schedule, faster=head.trainable_variables,
+                          faster_factor=config.fine_tune_head_lr_factor)
+
+
 def _copy_head(head: keras.Model) -> keras.Model:
     copy = keras.models.clone_model(head)
     copy.set_weights(head.get_weights())
@@ -344,10 +401,10 @@ def _copy_head(head: keras.Model) -> keras.Model:
 
 
 def _starting_point(metrics: dict) -> dict | None:
-    """The best epoch of the last phase, which fine-tuning has to beat on validation loss.
+    """The best epoch of the last phase, which fine-tuning has to beat (accuracy, then loss).
 
     Early stopping restores the best epoch; starting from this baseline means an epoch that never
-    beats the frozen model's validation loss keeps the frozen weights instead of a worse state.
+    beats the frozen model keeps the frozen weights instead of a worse state.
     """
     phases = [p for p in (metrics or {}).get("phases", {}).values() if p.get("val_loss") is not None]
     if not phases:
