@@ -186,8 +186,11 @@ def metrics_section(result) -> None:
                   help=f"On {evaluation['n']} held-out images.")
     c3.metric("Epochs", len(result.history))
     cache = metrics.get("feature_cache") or {}
-    c4.metric("Feature cache", "used" if result.used_feature_cache else "not used",
-              help=cache.get("reason") or result.feature_cache_reason or None)
+    engine = {"litert": "LiteRT", "tf": "TensorFlow"}.get(cache.get("engine") or "", "")
+    c4.metric("Feature cache", ("used" + (f" ({engine})" if engine else "")) if result.used_feature_cache
+              else "not used",
+              help=cache.get("reason") or result.feature_cache_reason
+              or (f"The frozen body ran on {engine}." if engine else None))
     if not result.pretrained:
         st.warning("This backbone had random weights: these numbers are not transfer learning.")
     st.caption(f"Run saved in `{result.run_dir}`.")

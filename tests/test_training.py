@@ -344,3 +344,12 @@ def test_a_saved_run_reopens_with_its_split_and_fine_tunes_in_place(tiny_backbon
     assert tuned.run_dir == frozen.run_dir
     assert tuned.history["phase"].tolist() == ["frozen", "frozen", "fine_tune"]
     assert read_status(frozen.run_dir)["status"] == "done"
+
+
+def test_the_run_says_which_engine_computed_its_features(tiny_backbone, toy, tmp_path):
+    import json
+
+    result = train(_config(), backbone=tiny_backbone, dataset=toy, run_dir=tmp_path / "run")
+    engine = result.metrics["feature_cache"]["engine"]
+    assert engine in ("litert", "tf")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["feature_engine"] == engine

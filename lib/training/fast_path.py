@@ -146,7 +146,8 @@ def train_head_on_features(ctx: Context, body: keras.Model, head: keras.Model, b
         cached = cached_features(body, [*split.train, *split.val, *split.test],
                                  model_id=model_id(backbone), cut=cut, image_size=ctx.image_size,
                                  name=f"{backbone.spec.slug}-{cut}",
-                                 on_progress=ctx.extract_progress(), stop_event=ctx.stop_event)
+                                 on_progress=ctx.extract_progress(), stop_event=ctx.stop_event,
+                                 on_warning=ctx.callbacks.message)
     except ExtractionStopped:
         return None, {"used": True, "hit": False}, None
     # Pooling has no weights, so a head on pooled features is the same head minus its pool
@@ -164,7 +165,9 @@ def train_head_on_features(ctx: Context, body: keras.Model, head: keras.Model, b
                                        epochs=config.epochs, lr=config.learning_rate,
                                        save_checkpoint=save_checkpoint)
     head.set_weights(vector_head.get_weights())
-    facts = {"used": True, "hit": cached.hit, "seconds": cached.seconds, "path": str(cached.path)}
+    # Which engine computed the features (LiteRT, or TensorFlow as the fallback) goes on record.
+    facts = {"used": True, "hit": cached.hit, "seconds": cached.seconds, "path": str(cached.path),
+             "engine": cached.engine}
     return watch, facts, evaluation
 
 

@@ -121,6 +121,8 @@ def _train_frozen(ctx: Context, body: keras.Model, backbone: Backbone) -> TrainR
     reason = feature_cache_reason(config)
     if reason is None:
         watch, cache_facts, evaluation = train_head_on_features(ctx, body, head, backbone)
+        if cache_facts.get("engine"):
+            ctx.recorder.update_config({"feature_engine": cache_facts["engine"]})
     else:
         ctx.callbacks.message("Training the head (the frozen body runs on every batch)…")
         watch = _fit_on_pixels(ctx, model, phase=FROZEN, epochs=config.epochs, lr=config.learning_rate,
