@@ -23,7 +23,7 @@ def feature_maps_at(backbone, probe, image: np.ndarray, cut: str) -> np.ndarray:
     from lib.backbones import feature_model
 
     model = probe.cached(("lesson_features", cut), lambda: feature_model(backbone, cut))
-    return np.asarray(model(image[None], training=False))[0]
+    return np.asarray(model([image[None]], training=False))[0]  # (1, h, w, C) -> (h, w, C)
 
 
 def run(models: Models, *, backbone: str = LESSON_BACKBONE, photo: str = "chelsea",
