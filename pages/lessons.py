@@ -215,20 +215,26 @@ def step_buttons(step: int) -> None:
                    on_click=set_url, kwargs={"step": step + 1}, width="stretch")
 
 
-def choose_lesson(lessons: list[Lesson]) -> Lesson:
-    """The lesson named in the URL (a picker changes it); an unknown name falls back to the first."""
-    names = [lesson.name for lesson in lessons]
-    name = url_value("lesson", names[0], str)
+def lesson_from_url(lessons: list[Lesson]) -> Lesson:
+    """The lesson named in the URL; an unknown name is reported and falls back to the first."""
+    name = url_value("lesson", lessons[0].name, str)
     try:
-        get_lesson(name)
+        lesson = get_lesson(name)
     except TransferLabError as e:
         st.error(str(e))
-        name = names[0]
-    chosen = st.selectbox("Lesson", names, index=names.index(name),
+        lesson = lessons[0]
+    set_url(lesson=lesson.name)
+    return lesson
+
+
+def choose_lesson(lessons: list[Lesson]) -> Lesson:
+    """A lesson picker that starts at the URL's lesson and writes the choice back to the URL."""
+    names = [lesson.name for lesson in lessons]
+    current = lesson_from_url(lessons).name
+    chosen = st.selectbox("Lesson", names, index=names.index(current),
                           format_func=lambda n: get_lesson(n).title, key="lessons_picker")
-    if chosen != name:
-        set_url(step=0)
-    set_url(lesson=chosen)
+    if chosen != current:
+        set_url(lesson=chosen, step=0)
     return get_lesson(chosen)
 
 
@@ -240,10 +246,12 @@ def page() -> None:
         present = st.toggle("Presenter mode", value=present, key="lessons_present",
                             help="Large type, no sidebar, one step at a time (Next/Back).")
         set_url(present=1 if present else None)
-    with top[0]:
-        lesson = choose_lesson(lessons)
     if present:
         st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
+        lesson = lesson_from_url(lessons)  # the picker is a setting: hidden while presenting
+    else:
+        with top[0]:
+            lesson = choose_lesson(lessons)
     st.title(lesson.title)
     if not present:
         st.caption(f"Lesson `{lesson.name}` · link: `?lesson={lesson.name}` · the live step takes "

@@ -150,6 +150,15 @@ def test_an_unknown_lesson_in_the_url_says_so_and_falls_back(open_lesson, monkey
     assert at.title[0].value == get_lesson("features").title
 
 
+@pytest.mark.parametrize("name", IMPLEMENTED)
+@pytest.mark.parametrize("step", ["1", "2"])  # the live steps; 0 and 3 are text (below)
+def test_presenter_mode_renders_every_step_of_every_lesson(open_lesson, name, step):
+    at = open_lesson(lesson=name, present="1", step=step)
+    assert at.title[0].value == get_lesson(name).title
+    assert any(f"Step {int(step) + 1} of 4" in m.value for m in at.markdown)
+    assert not at.selectbox  # presenter mode shows no lesson picker
+
+
 def test_presenter_mode_steps_through_the_lesson(open_lesson):
     at = open_lesson(lesson="adversarial", present="1", step="0")
     assert at.toggle(key="lessons_present").value is True
