@@ -84,6 +84,22 @@ def test_cli_list_and_run(tmp_path, capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
+def test_prepare_runs_every_lesson_cold_then_its_click_warm():
+    from lib.lessons import default_models
+    from lib.lessons.prepare import prepare_lessons
+
+    tiny = {"features": {"backbone": TINY},
+            "adversarial": {"backbone": TINY, "target": None},
+            "ideal-image": {"backbone": TINY, "other": None, "class_index": 1, "steps": 3}}
+    seen = []
+    summary = prepare_lessons(default_models(), overrides=tiny,
+                              on_progress=lambda done, total, message: seen.append((done, total)))
+    assert list(summary) == IMPLEMENTED
+    assert seen[-1] == (6, 6)
+    assert all(row["cold_s"] >= 0 and row["warm_s"] >= 0 for row in summary.values())
+    assert summary["ideal-image"]["click"] == {"which": "regularised"}
+
+
 # ----- the page -----------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""`lessons list` and `lessons run NAME --out DIR`: the Lessons page's computations, headless.
+"""`lessons list`, `lessons run NAME --out DIR` and `lessons prepare`: the Lessons page's
+computations, headless.
 
 `run` writes the lesson's images (PNG) and figures (HTML) and prints its key numbers as JSON, so a
 teacher can prepare slides and the lesson's claim can be checked.
@@ -45,6 +46,16 @@ def run_command(args: argparse.Namespace) -> dict:
     return {"lesson": lesson.name, "params": params, **result["numbers"], "files": files}
 
 
+def prepare_command(args: argparse.Namespace) -> dict:
+    from lib.lessons import default_models
+    from lib.lessons.prepare import prepare_lessons
+
+    def on_progress(done: int, total: int, message: str) -> None:
+        print(f"[{done}/{total}] {message}", file=sys.stderr)
+
+    return prepare_lessons(default_models(), on_progress=on_progress)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("lessons", help="the guided lessons: list them, run one headless")
     commands = parser.add_subparsers(dest="lessons_command", metavar="SUBCOMMAND")
@@ -56,3 +67,6 @@ def register(subparsers) -> None:
     running.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                          help="override a lesson default, e.g. --param eps=4 (repeatable)")
     running.set_defaults(handler=run_command)
+    preparing = commands.add_parser(
+        "prepare", help="warm the caches every lesson uses; print each lesson's time, cold and warm")
+    preparing.set_defaults(handler=prepare_command)
