@@ -147,7 +147,7 @@ def ideal_ui(lesson: Lesson, interactive: bool) -> None:
         seed = int(st.number_input("Seed (a different random start)", 0, 99, value=seed,
                                    key="lessons_ideal_seed"))
         set_url(seed=seed)
-    st.caption(f"Each image takes {lesson.timing}.")
+    st.caption(f"Each image: {lesson.timing}.")
     columns = st.columns(2)
     titles = {"plain": "Plain gradient ascent", "regularised": "With total variation and jitter"}
     for column, kind in zip(columns, KINDS, strict=True):
@@ -254,6 +254,8 @@ def page() -> None:
             lesson = choose_lesson(lessons)
     st.title(lesson.title)
     if not present:
+        st.info("Pick a lesson above; each is one screen with a live run on real images. To "
+                "project it, click **Presenter mode**: large type, one step at a time.")
         st.caption(f"Lesson `{lesson.name}` · link: `?lesson={lesson.name}` · the live step takes "
                    f"{lesson.timing} on 2 CPU cores.")
         for step in range(len(STEPS)):

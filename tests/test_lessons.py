@@ -41,6 +41,19 @@ def test_unknown_lesson_and_bad_params_are_user_errors():
     assert params["eps"] == 4.0 and params["target"] is None
 
 
+def test_lesson_backbones_are_lite0_and_lite2_unless_a_test_backbone_is_the_default(monkeypatch):
+    from lib.lessons import lesson_backbones
+
+    for name in ("TRANSFERLAB_LESSON_BACKBONE", "TRANSFERLAB_LESSON_OTHER_BACKBONE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", "mobilenet_v2")
+    assert lesson_backbones() == ("efficientnet_lite0", "efficientnet_lite2")
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", TINY)
+    assert lesson_backbones() == (TINY, TINY)
+    monkeypatch.setenv("TRANSFERLAB_LESSON_BACKBONE", "efficientnet_lite1")
+    assert lesson_backbones() == ("efficientnet_lite1", TINY)
+
+
 def test_features_on_tiny_has_three_cuts_that_shrink():
     result = run_lesson("features", {"backbone": TINY, "channels": 4})
     cuts = result["numbers"]["cuts"]

@@ -99,6 +99,6 @@ LESSON = Lesson(
     run=run,
     defaults={"backbone": LESSON_BACKBONE, "other": OTHER_BACKBONE, "class_index": ESPRESSO,
               "steps": 200, "seed": 0, "which": "both"},
-    timing="each image about 15–25 s on 2 cores (200 steps); the first run also compiles the step "
+    timing="15–25 s per image (200 steps); the first run also compiles the step "
            "and loads the second network (about 30 s more)",
 )

@@ -27,9 +27,23 @@ BACKBONE_ENV, OTHER_BACKBONE_ENV = "TRANSFERLAB_LESSON_BACKBONE", "TRANSFERLAB_L
 
 
 def lesson_backbones() -> tuple[str, str]:
-    """`(backbone, other)` the Lessons page uses: Lite0 and Lite2 unless the environment says."""
-    return (os.environ.get(BACKBONE_ENV) or LESSON_BACKBONE,
-            os.environ.get(OTHER_BACKBONE_ENV) or OTHER_BACKBONE)
+    """`(backbone, other)` the Lessons page uses: Lite0 and Lite2 unless the environment says.
+
+    `TRANSFERLAB_LESSON_BACKBONE` / `TRANSFERLAB_LESSON_OTHER_BACKBONE` name them. A server whose
+    default backbone (`TRANSFERLAB_DEFAULT_BACKBONE`) is a hidden test backbone (the app's tests
+    and browser checks) uses that one for both, so a page smoke test loads no real weights.
+    """
+    from lib.backbones import get_spec
+
+    default = os.environ.get("TRANSFERLAB_DEFAULT_BACKBONE")
+    fallback = None
+    if default:
+        try:
+            fallback = None if get_spec(default).listed else default
+        except TransferLabError:
+            fallback = None
+    return (os.environ.get(BACKBONE_ENV) or fallback or LESSON_BACKBONE,
+            os.environ.get(OTHER_BACKBONE_ENV) or fallback or OTHER_BACKBONE)
 
 
 @dataclass(frozen=True)
