@@ -64,13 +64,24 @@ def lesson_models() -> Models:
     return Models(backbone=resources.get_backbone, probe=resources.get_backbone_probe)
 
 
-def run_cached(lesson: Lesson, **params) -> dict:
-    """Runs a lesson once per session and choice of parameters (Next/Back redraw, not recompute)."""
+def run_cached(lesson: Lesson, *, with_progress: bool = False, **params) -> dict:
+    """Runs a lesson once per session and choice of parameters (Next/Back redraw, not recompute).
+
+    Args:
+        lesson: the lesson.
+        with_progress: draw a progress bar from the run's `on_progress` (a long step).
+        **params: the run's parameters (the cache key).
+    """
     results = st.session_state.setdefault(RESULTS_KEY, {})
     key = (lesson.name, tuple(sorted(params.items())))
     if key not in results:
+        extra = {}
+        if with_progress:
+            bar = st.progress(0.0, text=f"Starting… ({lesson.timing})")
+            extra["on_progress"] = lambda done, total, message: bar.progress(
+                done / max(total, 1), text=message)
         with st.spinner(f"Computing… ({lesson.timing})"):
-            results[key] = lesson.run(lesson_models(), **params)
+            results[key] = lesson.run(lesson_models(), **params, **extra)
     return results[key]
 
 
@@ -158,7 +169,7 @@ def ideal_ui(lesson: Lesson, interactive: bool) -> None:
             result = cached_result(lesson, **params)
             if result is None and interactive and st.button(
                     f"Run: {titles[kind].lower()}", key=f"lessons_ideal_run_{kind}"):
-                result = run_cached(lesson, **params)
+                result = run_cached(lesson, with_progress=True, **params)
             if result is None:
                 st.info("Not run yet." if interactive else "Run it on the previous step.")
                 continue
