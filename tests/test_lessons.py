@@ -158,6 +158,16 @@ def test_every_lesson_renders_with_its_question(open_lesson, name):
 def test_features_lesson_draws_three_cut_points(open_lesson):
     at = open_lesson(lesson="features")
     assert len(at.get("image")) == 4  # the photo and three mosaics
+    at.button_group(key="lessons_features_photo").set_value("coffee").run()
+    assert_clean(at)
+    assert at.query_params["photo"] in ("coffee", ["coffee"])  # the choice is kept in the URL
+    assert any("A cup of coffee" in str(i.proto.imgs[0].caption) for i in at.get("image"))
+
+
+def test_adversarial_lesson_reads_eps_from_the_url(open_lesson):
+    at = open_lesson(lesson="adversarial", eps="4.0")
+    assert at.select_slider(key="lessons_adversarial_eps").value == 4.0
+    assert any("ε = 4" in m.value for m in at.markdown)
 
 
 def test_ideal_lesson_runs_plain_ascent_on_a_click(open_lesson):
