@@ -33,12 +33,14 @@ RUNS = PageInfo("pages/runs.py", "Runs", ":material/history:")
 INSIDE_ATTACK = PageInfo("pages/inside_adversarial.py", "Adversarial examples", ":material/bolt:")
 INSIDE_IDEAL = PageInfo("pages/inside_ideal.py", "Ideal image", ":material/auto_awesome:")
 INSIDE_GRADCAM = PageInfo("pages/inside_gradcam.py", "Grad-CAM", ":material/visibility:")
+LESSONS = PageInfo("pages/lessons.py", "Lessons", ":material/cast_for_education:")
 
 # Section -> pages, in navigation order; the first page is the default.
 SECTIONS: dict[str, tuple[PageInfo, ...]] = {
     "Learn": (HOME,),
     "Build a model": (ZOO, DATA, TRAIN, FINE_TUNE, PREDICT, RUNS),
     "Look inside": (INSIDE_ATTACK, INSIDE_IDEAL, INSIDE_GRADCAM),
+    "Lessons": (LESSONS,),
 }
 
 

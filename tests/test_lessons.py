@@ -1,0 +1,214 @@
+"""Lessons on the tiny random backbone: the registry, `lessons list/run`, and the page (AppTest).
+
+The real-weight claims of each lesson are in test_lessons_large.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib.cli import main
+from lib.errors import TransferLabError
+from lib.lessons import coerce_params, get_lesson, list_lessons, run_lesson
+from lib.ui import navigation
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+IMPLEMENTED = ["features", "adversarial", "ideal-image"]
+TINY = "tiny_random"
+
+
+def test_registry_lists_the_implemented_lessons_in_order():
+    assert [lesson.name for lesson in list_lessons()] == IMPLEMENTED
+    for lesson in list_lessons():
+        assert 2 <= len(lesson.paragraphs) <= 3
+        assert lesson.notice and lesson.question and lesson.answer and lesson.timing
+
+
+def test_unknown_lesson_and_bad_params_are_user_errors():
+    with pytest.raises(TransferLabError, match="lesson=nope"):
+        get_lesson("nope")
+    with pytest.raises(TransferLabError, match="colour=red"):
+        coerce_params(get_lesson("features"), {"colour": "red"})
+    with pytest.raises(TransferLabError, match="eps=big"):
+        coerce_params(get_lesson("adversarial"), {"eps": "big"})
+    params = coerce_params(get_lesson("adversarial"), {"eps": "4", "target": "none"})
+    assert params["eps"] == 4.0 and params["target"] is None
+
+
+def test_lesson_backbones_are_lite0_and_lite2_unless_a_test_backbone_is_the_default(monkeypatch):
+    from lib.lessons import lesson_backbones
+
+    for name in ("TRANSFERLAB_LESSON_BACKBONE", "TRANSFERLAB_LESSON_OTHER_BACKBONE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", "mobilenet_v2")
+    assert lesson_backbones() == ("efficientnet_lite0", "efficientnet_lite2")
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", TINY)
+    assert lesson_backbones() == (TINY, TINY)
+    monkeypatch.setenv("TRANSFERLAB_LESSON_BACKBONE", "efficientnet_lite1")
+    assert lesson_backbones() == ("efficientnet_lite1", TINY)
+
+
+def test_features_on_tiny_has_three_cuts_that_shrink():
+    result = run_lesson("features", {"backbone": TINY, "channels": 4})
+    cuts = result["numbers"]["cuts"]
+    assert [c["role"] for c in cuts] == ["early", "middle", "late"]
+    heights = [c["height"] for c in cuts]
+    assert heights == sorted(heights, reverse=True) and heights[0] > heights[-1]
+    assert len(result["numbers"]["top5"]) == 5
+    for role in ("early", "middle", "late"):
+        mosaic = result["images"][f"maps_{role}"]
+        assert mosaic.dtype == np.uint8 and mosaic.ndim == 3 and mosaic.shape[-1] == 3
+
+
+def test_adversarial_on_tiny_stays_within_eps():
+    numbers = run_lesson("adversarial", {"backbone": TINY, "eps": 4, "target": None})["numbers"]
+    assert numbers["linf"] <= 4.0
+    assert numbers["target"] is None
+
+
+def test_ideal_on_tiny_reports_both_kinds():
+    result = run_lesson("ideal-image", {"backbone": TINY, "other": TINY, "class_index": 1,
+                                        "steps": 5})
+    for kind in ("plain", "regularised"):
+        numbers = result["numbers"][kind]
+        assert 0 <= numbers["prob"] <= 1 and 0 <= numbers["other_backbone_prob"] <= 1
+        assert numbers["total_variation"] >= 0
+        assert result["images"][kind].dtype == np.uint8
+
+
+def test_cli_list_and_run(tmp_path, capsys):
+    assert main(["lessons", "list"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [lesson["name"] for lesson in listed] == IMPLEMENTED
+    out = tmp_path / "features"
+    assert main(["lessons", "run", "features", "--out", str(out), "--param", f"backbone={TINY}"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["lesson"] == "features" and len(printed["cuts"]) == 3
+    for name in ("photo.png", "maps_early.png", "maps_late.png", "top5.html", "numbers.json"):
+        assert (out / name).is_file(), name
+    assert main(["lessons", "run", "nope"]) == 2
+    assert main(["lessons", "run", "features", "--param", "channels"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_prepare_runs_every_lesson_cold_then_its_click_warm():
+    from lib.lessons import default_models
+    from lib.lessons.prepare import prepare_lessons
+
+    tiny = {"features": {"backbone": TINY},
+            "adversarial": {"backbone": TINY, "target": None},
+            "ideal-image": {"backbone": TINY, "other": None, "class_index": 1, "steps": 3}}
+    seen = []
+    summary = prepare_lessons(default_models(), overrides=tiny,
+                              on_progress=lambda done, total, message: seen.append((done, total)))
+    assert list(summary) == IMPLEMENTED
+    assert seen[-1] == (6, 6)
+    assert all(row["cold_s"] >= 0 and row["warm_s"] >= 0 for row in summary.values())
+    assert summary["ideal-image"]["click"] == {"which": "regularised"}
+
+
+# ----- the page -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def open_lesson(monkeypatch):
+    """Returns `open_lesson(**query) -> AppTest` on the Lessons page with tiny backbones."""
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", TINY)
+    monkeypatch.setenv("TRANSFERLAB_LESSON_BACKBONE", TINY)
+    monkeypatch.setenv("TRANSFERLAB_LESSON_OTHER_BACKBONE", TINY)
+
+    def open_(**query) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=120)
+        for key, value in query.items():
+            at.query_params[key] = value
+        at.run()
+        at.switch_page(navigation.LESSONS.path).run()
+        assert_clean(at)
+        return at
+    return open_
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_lessons_is_a_section_of_the_navigation():
+    assert navigation.SECTIONS["Lessons"] == (navigation.LESSONS,)
+
+
+@pytest.mark.parametrize("name", IMPLEMENTED)
+def test_every_lesson_renders_with_its_question(open_lesson, name):
+    at = open_lesson(lesson=name)
+    lesson = get_lesson(name)
+    assert at.title[0].value == lesson.title
+    assert any(lesson.question in m.value for m in at.markdown)
+    assert not any(lesson.answer in s.value for s in at.success)
+    at.button(key=f"lessons_reveal_{name}").click().run()
+    assert_clean(at)
+    assert any(lesson.answer in s.value for s in at.success)
+
+
+def test_features_lesson_draws_three_cut_points(open_lesson):
+    at = open_lesson(lesson="features")
+    assert len(at.get("image")) == 4  # the photo and three mosaics
+    at.button_group(key="lessons_features_photo").set_value("coffee").run()
+    assert_clean(at)
+    assert at.query_params["photo"] in ("coffee", ["coffee"])  # the choice is kept in the URL
+    assert any("A cup of coffee" in str(i.proto.imgs[0].caption) for i in at.get("image"))
+
+
+def test_adversarial_lesson_reads_eps_from_the_url(open_lesson):
+    at = open_lesson(lesson="adversarial", eps="4.0")
+    assert at.select_slider(key="lessons_adversarial_eps").value == 4.0
+    assert any("ε = 4" in m.value for m in at.markdown)
+
+
+def test_ideal_lesson_runs_plain_ascent_on_a_click(open_lesson):
+    at = open_lesson(lesson="ideal-image")
+    assert not any("Total variation" in m.value for m in at.markdown)
+    at.button(key="lessons_ideal_run_plain").click().run()
+    assert_clean(at)
+    assert any("Total variation" in m.value for m in at.markdown)
+
+
+def test_an_unknown_lesson_in_the_url_says_so_and_falls_back(open_lesson, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_LESSON_BACKBONE", TINY)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["lesson"] = "nope"
+    at.run()
+    at.switch_page(navigation.LESSONS.path).run()
+    assert not at.exception
+    assert any("lesson=nope" in e.value for e in at.error)
+    assert at.title[0].value == get_lesson("features").title
+
+
+@pytest.mark.parametrize("name", IMPLEMENTED)
+@pytest.mark.parametrize("step", ["1", "2"])  # the live steps; 0 and 3 are text (below)
+def test_presenter_mode_renders_every_step_of_every_lesson(open_lesson, name, step):
+    at = open_lesson(lesson=name, present="1", step=step)
+    assert at.title[0].value == get_lesson(name).title
+    assert any(f"Step {int(step) + 1} of 4" in m.value for m in at.markdown)
+    assert not at.selectbox  # presenter mode shows no lesson picker
+
+
+def test_presenter_mode_steps_through_the_lesson(open_lesson):
+    at = open_lesson(lesson="adversarial", present="1", step="0")
+    assert at.toggle(key="lessons_present").value is True
+    assert any("Step 1 of 4" in m.value for m in at.markdown)
+    assert any(get_lesson("adversarial").paragraphs[0] in m.value for m in at.markdown)
+    for expected in ("Step 2 of 4", "Step 3 of 4", "Step 4 of 4"):
+        at.button(key="lessons_next").click().run()
+        assert_clean(at)
+        assert any(expected in m.value for m in at.markdown), expected
+    assert at.query_params["step"] in ("3", ["3"])  # the URL keeps the step
+    at.button(key="lessons_back").click().run()
+    assert_clean(at)
+    assert any("What to notice" in i.value for i in at.info)
+    assert len(at.get("image")) == 3  # the result again, beside the points
