@@ -16,12 +16,10 @@ from lib.lessons import Lesson, Models, get_lesson, lesson_backbones, list_lesso
 from lib.lessons.adversarial import EPS_CHOICES, TARGET
 from lib.lessons.features import PHOTOS
 from lib.lessons.ideal import ESPRESSO, KINDS
-from lib.ui import resources
+from lib.ui import resources, state
 
 STEPS = ("The idea", "Try it", "What to notice", "Question")
 PHOTO_NAMES = {"chelsea": "Chelsea the cat", "coffee": "A cup of coffee", "astronaut": "An astronaut"}
-RESULTS_KEY = "lessons_results"  # (lesson, params) -> result of `lesson.run`
-ANSWER_KEY = "lessons_answer_shown"  # lesson name -> the answer was revealed
 PRESENTER_CSS = """
 <style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
@@ -72,7 +70,7 @@ def run_cached(lesson: Lesson, *, with_progress: bool = False, **params) -> dict
         with_progress: draw a progress bar from the run's `on_progress` (a long step).
         **params: the run's parameters (the cache key).
     """
-    results = st.session_state.setdefault(RESULTS_KEY, {})
+    results = state.lesson_results()
     key = (lesson.name, tuple(sorted(params.items())))
     if key not in results:
         extra = {}
@@ -88,7 +86,7 @@ def run_cached(lesson: Lesson, *, with_progress: bool = False, **params) -> dict
 def cached_result(lesson: Lesson, **params) -> dict | None:
     """A result computed earlier in this session, or None."""
     key = (lesson.name, tuple(sorted(params.items())))
-    return st.session_state.get(RESULTS_KEY, {}).get(key)
+    return state.lesson_results().get(key)
 
 
 # ----- the lessons' live parts ---------------------------------------------------------------------
@@ -208,7 +206,7 @@ def show_step(lesson: Lesson, step: int, interactive: bool) -> None:
             live_part(lesson, interactive=False)
     else:
         st.markdown(f"### {lesson.question}")
-        shown = st.session_state.setdefault(ANSWER_KEY, {})
+        shown = state.lesson_answers_shown()
         if st.button("Reveal the answer", key=f"lessons_reveal_{lesson.name}"):
             shown[lesson.name] = True
         if shown.get(lesson.name):

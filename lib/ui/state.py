@@ -54,12 +54,14 @@ INSIDE_COMPARE_JOB = "inside_compare_job"  # Job running lib.inside.ideal.compar
 INSIDE_CAM_JOB = "inside_cam_job"  # Job running lib.inside.gradcam.gradcam
 INSIDE_PROBES = "inside_probes"  # {model key: ModelProbe} for this session's trained models
 INSIDE_GALLERY = "inside_gallery"  # list of {"result", "label"}: finished ideal images
+LESSONS_RESULTS = "lessons_results"  # {(lesson, params): result of `lesson.run`}
+LESSONS_ANSWERS = "lessons_answer_shown"  # {lesson name: the answer was revealed}
 # Which model a page's chooser last showed, kept beside the widget so it survives a page switch.
 XSRF_COOKIE = "_streamlit_xsrf"
 MODEL_CHOICE_SUFFIX = "_model_choice"
 MODEL_RUN_SUFFIX = "_model_run"
 PAGE_PREFIXES = ("home_", "zoo_", "data_", "train_", "scratch_", "finetune_", "predict_", "inside_",
-                 "runs_")
+                 "runs_", "lessons_")
 
 # Job key -> the key its finished result is copied to (so a result survives the next job).
 JOB_RESULTS = {TRAIN_JOB: TRAIN_RESULT, SCRATCH_JOB: SCRATCH_RESULT, FINETUNE_JOB: FINETUNE_RESULT}
@@ -399,3 +401,13 @@ def remember_ideal(result, label: str, max_items: int) -> None:
         return
     items.insert(0, {"result": result, "label": label})
     st.session_state[INSIDE_GALLERY] = items[:max_items]
+
+
+def lesson_results() -> dict:
+    """This session's computed lesson results, keyed by (lesson, params); filled by the page."""
+    return st.session_state.setdefault(LESSONS_RESULTS, {})
+
+
+def lesson_answers_shown() -> dict:
+    """Lesson name -> whether this session revealed the lesson's answer."""
+    return st.session_state.setdefault(LESSONS_ANSWERS, {})
