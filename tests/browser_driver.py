@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from lib.lessons import list_lessons
 from lib.ui import navigation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +27,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SERVER_START_TIMEOUT = 60
 RENDER_TIMEOUT = 90
-# Pages whose h1 is not their navigation title.
-H1_OVERRIDES = {"Home": "TransferLab"}
+# Pages whose h1 is not their navigation title (Lessons opens on its first lesson).
+H1_OVERRIDES = {"Home": "TransferLab", "Lessons": list_lessons()[0].title}
 # (nav label, the page's h1), in navigation order, from the router's own page list.
 NAV_PAGES = [(page.title, H1_OVERRIDES.get(page.title, page.title))
              for page in navigation.all_pages()]
