@@ -212,3 +212,28 @@ def test_presenter_mode_steps_through_the_lesson(open_lesson):
     assert_clean(at)
     assert any("What to notice" in i.value for i in at.info)
     assert len(at.get("image")) == 3  # the result again, beside the points
+
+
+def test_a_kept_result_replays_numbers_images_and_figures(tmp_path):
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from lib.lessons.replay import load_replay, replay_dir, save_replay
+
+    params = {"backbone": TINY, "per_class": 10}
+    assert load_replay("transfer-vs-scratch", params, root=tmp_path) is None
+    image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    figure = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]), layout={"title": {"text": "curves"}})
+    save_replay("transfer-vs-scratch", params,
+                {"numbers": {"transfer": [0.9]}, "images": {"photo": image},
+                 "figures": {"curves": figure}}, root=tmp_path)
+    kept = load_replay("transfer-vs-scratch", params, root=tmp_path)
+    assert kept["replayed"] and kept["numbers"] == {"transfer": [0.9]}
+    np.testing.assert_array_equal(kept["images"]["photo"], image)
+    assert list(kept["figures"]["curves"].data[0].y) == [3, 4]
+    assert load_replay("transfer-vs-scratch", dict(params, per_class=5), root=tmp_path) is None
+    # A second save replaces the first; a damaged entry is absent, not an error.
+    save_replay("transfer-vs-scratch", params, {"numbers": {"transfer": [0.5]}}, root=tmp_path)
+    assert load_replay("transfer-vs-scratch", params, root=tmp_path)["numbers"] == {"transfer": [0.5]}
+    (replay_dir("transfer-vs-scratch", params, tmp_path) / "figures.json").write_text("{not json")
+    assert load_replay("transfer-vs-scratch", params, root=tmp_path) is None
