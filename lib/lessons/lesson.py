@@ -110,6 +110,8 @@ class Lesson:
         run: `run(models, **params) -> {"numbers", "images", "figures"}`.
         defaults: the parameters `run` takes and their defaults (the CLI's `--param` keys).
         timing: how long the live step takes on 2 CPU cores, for the screen.
+        replay: the live step trains networks for longer than a class waits: `lessons prepare`
+            keeps its result (`lib.lessons.replay`) and the page replays it, with "Run it live".
     """
 
     name: str
@@ -121,12 +123,13 @@ class Lesson:
     run: Callable[..., dict] = field(repr=False, compare=False)
     defaults: dict = field(default_factory=dict, compare=False)
     timing: str = ""
+    replay: bool = False
 
     def describe(self) -> dict:
         """The lesson as JSON (what `lessons list` prints)."""
         return {"name": self.name, "title": self.title, "paragraphs": list(self.paragraphs),
                 "notice": list(self.notice), "question": self.question, "answer": self.answer,
-                "defaults": dict(self.defaults), "timing": self.timing}
+                "defaults": dict(self.defaults), "timing": self.timing, "replay": self.replay}
 
 
 def coerce_params(lesson: Lesson, params: dict) -> dict:
