@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
+from lib.data.gather import is_gathered
 from lib.data.roots import check_server_folder, data_roots
 from lib.data.sources import BUILTIN_DATASETS
 from lib.errors import TransferLabError
 from lib.ui import navigation, resources, state
+from lib.ui.gather import gather_ui
 from lib.ui.text import plain
 from lib.uploads import save_upload
 
-SOURCES = ("Built-in", "Folder on the server", "Upload a zip", "TFDS name")
+SOURCES = ("Built-in", "Folder on the server", "Upload a zip", "TFDS name", "Gather classes")
 PREVIEW_COUNT = 8
 PREVIEW_SIZE = 160
 SAMPLES_PER_CLASS = 6
@@ -19,6 +21,8 @@ SAMPLES_PER_CLASS = 6
 
 def source_index(spec: str) -> int:
     """Which source option a spec came from, so the radio starts there."""
+    if is_gathered(spec):
+        return 4
     if spec.startswith("tfds:"):
         return 3
     if spec.lower().endswith(".zip"):
@@ -57,6 +61,8 @@ def source_ui() -> str | None:
         return f"builtin:{chosen}" if f"builtin:{chosen}" != current else None
     if kind == "Folder on the server":
         return server_folder_ui(current)
+    if kind == "Gather classes":
+        return gather_ui(current)
     if kind == "Upload a zip":
         upload = st.file_uploader("Zip of class folders", type=["zip"], key="data_zip")
         if upload is not None and st.button("Use this zip", key="data_use_zip"):

@@ -121,14 +121,26 @@ def check_class_name(class_name: str, dataset: str) -> None:
     Raises:
         TransferLabError: the name holds such a character.
     """
-    bad = [c for c in class_name if unicodedata.category(c) in ("Cc", "Cf") and c not in ALLOWED_FORMAT]
-    if bad or not class_name.strip():
-        what = ", ".join(sorted({f"U+{ord(c):04X} {unicodedata.name(c, 'control')}" for c in bad}))
+    problem = class_name_problem(class_name)
+    if problem:
         raise TransferLabError(
-            f"{dataset} has a class folder named {class_name!r}, which "
-            + (f"holds {what}" if bad else "is blank")
-            + "; rename it with plain letters, digits, spaces, '-' or '_'."
+            f"{dataset} has a class folder named {class_name!r}, which {problem}; rename it with "
+            "plain letters, digits, spaces, '-' or '_'."
         )
+
+
+def class_name_problem(class_name: str) -> str:
+    """Why `class_name` cannot be a class ("" when it can), e.g. "holds U+000A control".
+
+    The one rule for class names, whether they come from a folder, a zip or the Data page's
+    "Gather classes": no control or format characters (joiners aside), not blank. Markdown and
+    ':' are allowed; pages show names with `lib.ui.text.plain`.
+    """
+    bad = [c for c in class_name if unicodedata.category(c) in ("Cc", "Cf") and c not in ALLOWED_FORMAT]
+    if bad:
+        what = ", ".join(sorted({f"U+{ord(c):04X} {unicodedata.name(c, 'control')}" for c in bad}))
+        return f"holds {what}"
+    return "" if class_name.strip() else "is blank"
 
 
 def is_ignored(name: str) -> bool:

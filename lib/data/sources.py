@@ -33,6 +33,7 @@ from lib.data.scan import (  # noqa: F401  (re-exported)
 )
 from lib.errors import TransferLabError
 from lib.progress import ProgressFn
+from lib.uploads import display_name
 
 BUILTIN_PREFIX = "builtin:"
 TFDS_PREFIX = "tfds:"
@@ -66,4 +67,5 @@ def load_dataset(spec: str, *, on_progress: ProgressFn | None = None) -> Dataset
     path = Path(spec).expanduser()
     if path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)):
         return load_zip(path, name=path.name, on_progress=on_progress)
-    return load_folder(path, on_progress=on_progress)
+    # A folder in the uploads area (a gathered set) is named by its own name, not the cache path.
+    return load_folder(path, name=display_name(str(path)), on_progress=on_progress)

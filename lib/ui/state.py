@@ -35,6 +35,8 @@ DATA_SPEC = "data_spec"  # str: "builtin:NAME", a folder path, a zip path or "tf
 DATA_SPLIT = "data_split"  # dict: {"val": float, "test": float, "seed": int}
 DATA_SCAN = "data_scan"  # {spec: token}: this session's own Rescan of a dataset ("" = the shared scan)
 DATA_AUGMENT = "data_augment"  # lib.data.augment.AugmentConfig or None
+DATA_GATHER = "data_gather"  # {"classes": {name: [lib.data.gather.Photo]}, "target": class name,
+#   "widgets": int (bumped to clear the camera and file widgets), "problems": [str]}
 TRAIN_CONFIG = "train_config"  # dict of the Train page's last settings
 TRAIN_JOB = "train_job"  # Job running lib.training.train
 TRAIN_RESULT = "train_result"  # TrainResult of the last finished training
@@ -211,6 +213,15 @@ def augment_config():
 
 def set_augment_config(config) -> None:
     st.session_state[DATA_AUGMENT] = config
+
+
+def gathering() -> dict:
+    """This session's gathered classes and their widgets' state (see `DATA_GATHER`), created once.
+
+    The dict is changed in place by the Data page; it is this session's alone.
+    """
+    return st.session_state.setdefault(DATA_GATHER, {"classes": {}, "target": None, "widgets": 0,
+                                                     "problems": []})
 
 
 def train_config() -> dict:
