@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,3 +181,109 @@ def test_zip_upload_bad_then_good(browser, tmp_path):
     wait_for(lambda: "10 images in 2 classes" in body_text(driver), timeout=60, poll=0.3)
     assert "pets.zip" in body_text(driver)
     assert not page_problems(driver), page_problems(driver)
+
+
+# ----- lessons: every lesson, plain and presenter mode, its main step run (issue 9) ---------------
+
+LESSON_RUN_TIMEOUT = 90
+# At most this many "Run…" buttons clicked per lesson screen (a hang guard, not a count expected).
+MAX_RUN_CLICKS = 4
+
+
+def lesson_names() -> list[str]:
+    """Every lesson the registry lists, so the lessons added later are covered when merged."""
+    from lib.lessons import list_lessons
+
+    return [lesson.name for lesson in list_lessons()]
+
+
+def main_buttons(driver) -> list[tuple[str, object]]:
+    """The enabled main-area buttons as `(label, element)`; the label is the text's last line
+    (Material icons render as ligature text on a line before it)."""
+    from selenium.webdriver.common.by import By
+
+    found = []
+    for button in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stMain] button"):
+        try:
+            lines = button.text.strip().splitlines()
+            if lines and button.is_enabled():
+                found.append((lines[-1].strip(), button))
+        except Exception:  # noqa: BLE001 - redrawn between find and read
+            continue
+    return found
+
+
+def settle(driver, timeout: float = LESSON_RUN_TIMEOUT) -> None:
+    """Waits until a rerun a click started has ended (it may take a moment to start)."""
+    time.sleep(0.3)
+    wait_for(lambda: script_idle(driver), timeout, poll=0.2)
+
+
+def run_main_step(driver) -> list[str]:
+    """Clicks every button whose label starts with "Run" once, each after the last one's rerun.
+
+    Returns:
+        The labels clicked (none when the step has no such button).
+    """
+    clicked: list[str] = []
+    while len(clicked) < MAX_RUN_CLICKS:
+        todo = [(label, b) for label, b in main_buttons(driver)
+                if label.startswith("Run") and label not in clicked]
+        if not todo:
+            break
+        label, button = todo[0]
+        button.click()
+        clicked.append(label)
+        settle(driver)
+        assert not page_problems(driver), (label, page_problems(driver))
+    return clicked
+
+
+def new_log_text(log: Path, start: int) -> str:
+    with open(log, "rb") as f:
+        f.seek(start)
+        return f.read().decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="module")
+def lesson_driver(server):
+    """One Chromium for every lesson test (each `driver.get` is a new Streamlit session)."""
+    _, base, _ = server
+    driver = make_driver(tempfile.mkdtemp(prefix="chromium-", dir=base))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("name", lesson_names())
+def test_lesson_and_presenter_mode_run_their_main_step(server, lesson_driver, name):
+    """`?lesson=NAME`, then `?lesson=NAME&present=1` (Next to "Try it"): no exception on the page or
+    in the server log, and every "Run…" button of the live step clicked."""
+    from lib.lessons import get_lesson
+
+    url, base, shots = server
+    driver = lesson_driver
+    log = base / "server.log"
+    log_start = log.stat().st_size
+    title = get_lesson(name).title
+    driver.get(f"{url}/lessons?lesson={name}")
+    wait_for_title(driver, title)
+    settle(driver)
+    assert not page_problems(driver), page_problems(driver)
+    run_main_step(driver)
+    save_full_screenshot(driver, shots / f"lesson_{name}.png")
+
+    driver.get(f"{url}/lessons?lesson={name}&present=1")  # a new session: nothing cached
+    wait_for_title(driver, title)
+    settle(driver)
+    assert "Step 1 of 4" in body_text(driver)
+    click_button(driver, "Next →")
+    wait_for(lambda: "Step 2 of 4" in body_text(driver), LESSON_RUN_TIMEOUT, poll=0.2)
+    settle(driver)
+    assert not page_problems(driver), page_problems(driver)
+    run_main_step(driver)
+    assert "step=1" in driver.current_url  # the step is in the URL
+    driver.save_screenshot(str(shots / f"lesson_{name}_present.png"))
+    logged = new_log_text(log, log_start)
+    assert "Traceback" not in logged and "Uncaught exception" not in logged, logged[-3000:]

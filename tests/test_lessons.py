@@ -237,3 +237,39 @@ def test_a_kept_result_replays_numbers_images_and_figures(tmp_path):
     assert load_replay("transfer-vs-scratch", params, root=tmp_path)["numbers"] == {"transfer": [0.5]}
     (replay_dir("transfer-vs-scratch", params, tmp_path) / "figures.json").write_text("{not json")
     assert load_replay("transfer-vs-scratch", params, root=tmp_path) is None
+
+
+# ----- every lesson the registry lists, both modes, its main step run ------------------------------
+
+
+def click_run_buttons(at: AppTest) -> list[str]:
+    """Clicks every button whose label starts with "Run" once (each after the last one's run), as
+    the browser pass does. Returns the labels clicked."""
+    clicked: list[str] = []
+    while True:
+        todo = [b for b in at.button if b.label.startswith("Run") and b.label not in clicked
+                and not b.disabled]
+        if not todo:
+            return clicked
+        clicked.append(todo[0].label)
+        todo[0].click().run()
+        assert_clean(at)
+
+
+@pytest.mark.parametrize("name", [lesson.name for lesson in list_lessons()])
+def test_every_listed_lesson_runs_its_main_step_in_both_modes(open_lesson, name):
+    """Taken from `list_lessons()`, so a lesson added to the registry is covered here (and in the
+    browser pass, tests/test_browser.py) without a new test."""
+    title = get_lesson(name).title
+    at = open_lesson(lesson=name)
+    assert at.title[0].value == title
+    click_run_buttons(at)
+    assert at.title[0].value == title
+
+    at = open_lesson(lesson=name, present="1")
+    assert any("Step 1 of 4" in m.value for m in at.markdown)
+    at.button(key="lessons_next").click().run()  # to "Try it", the live step
+    assert_clean(at)
+    assert any("Step 2 of 4" in m.value for m in at.markdown)
+    click_run_buttons(at)
+    assert at.query_params["step"] in ("1", ["1"])
