@@ -183,6 +183,51 @@ def test_zip_upload_bad_then_good(browser, tmp_path):
     assert not page_problems(driver), page_problems(driver)
 
 
+
+def add_class_in_browser(driver, name: str) -> None:
+    """Types a class name on the Data page's "Gather classes" and clicks "Add class"."""
+    from selenium.webdriver.common.by import By
+
+    def type_name() -> bool:
+        for box in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stTextInput]"):
+            if box.text.splitlines()[0].strip() == "New class name":
+                box.find_element(By.TAG_NAME, "input").send_keys(name)
+                return True
+        return False
+
+    wait_for(type_name)
+    click_button(driver, "Add class")
+    wait_for(lambda: f"{name} · 0 photos" in body_text(driver))
+    wait_for(lambda: script_idle(driver))
+
+
+def test_gather_classes_in_the_browser(browser, tmp_path):
+    """Two classes filled by dropping files (a real upload; the webcam needs a device), saved, and
+    the set is the session's data."""
+    from selenium.webdriver.common.by import By
+
+    from tests.conftest import make_image_folder
+
+    driver, _, shots = browser
+    open_page(driver, "Data")
+    click_radio(driver, "Gather classes")
+    folder = make_image_folder(tmp_path / "photos", {"left": 3, "right": 3}, size=48)
+    selector = "[data-testid=stMain] [data-testid=stFileUploader] input[type=file]"
+    for name in ("left", "right"):
+        add_class_in_browser(driver, name)
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, selector))
+        files = "\n".join(str(p) for p in sorted((folder / name).glob("*.jpg")))
+        driver.find_element(By.CSS_SELECTOR, selector).send_keys(files)
+        wait_for(lambda name=name: f"{name} · 3 photos" in body_text(driver), timeout=60, poll=0.3)
+        wait_for(lambda: script_idle(driver))
+    click_button(driver, "Save and use these classes")
+    wait_for(lambda: "6 images in 2 classes" in body_text(driver), timeout=60, poll=0.3)
+    wait_for(lambda: script_idle(driver))
+    assert "Download our-classes.zip" in body_text(driver)
+    save_full_screenshot(driver, shots / "data_gathered.png")
+    assert not page_problems(driver), page_problems(driver)
+
+
 # ----- lessons: every lesson, plain and presenter mode, its main step run (issue 9) ---------------
 
 LESSON_RUN_TIMEOUT = 90

@@ -158,14 +158,14 @@ def test_remove_a_photo_and_a_class():
 # ----- saving --------------------------------------------------------------------------------------
 
 
-def test_save_needs_two_classes_of_two_photos():
+def test_save_needs_two_classes_of_three_photos():
     classes: gather.Classes = {}
     add_class(classes, "a")
     with pytest.raises(TransferLabError, match="at least 2 classes"):
         save_gathered(classes)
     add_class(classes, "b")
     add_photos(classes, "a", [("1.jpg", jpeg_bytes((9, 9, 9)))])
-    with pytest.raises(TransferLabError, match="'a' has 1, 'b' has 0"):
+    with pytest.raises(TransferLabError, match="at least 3 photos.*'a' has 1, 'b' has 0"):
         save_gathered(classes)
 
 
@@ -192,7 +192,7 @@ def test_odd_but_allowed_names_survive_the_scan_and_labels(tmp_path):
     classes: gather.Classes = {}
     for name, colour in (("a:b", (200, 0, 0)), ("**bold**", (0, 0, 200))):
         add_class(classes, name)
-        add_photos(classes, name, [(f"{i}.jpg", jpeg_bytes(colour, seed=i)) for i in range(2)])
+        add_photos(classes, name, [(f"{i}.jpg", jpeg_bytes(colour, seed=i)) for i in range(3)])
     index = load_dataset(str(save_gathered(classes)))
     assert index.class_names == ("**bold**", "a:b")
 
@@ -264,25 +264,25 @@ def test_gather_on_the_page_save_and_train(data_page):
     add_class_on_page(at, "thumbs down")
     assert target_radio(at).value == "thumbs down"  # the newest class is filled first
 
-    # Two webcam shots, then several files at once (one of them broken).
-    for seed in range(2):
+    # Three webcam shots, then several files at once (one of them broken).
+    for seed in range(3):
         at.camera_input[0].upload("photo.jpg", jpeg_bytes((60, 60, 200), seed=seed)).run()
         assert_clean(at)
     target_radio(at).set_value("thumbs up").run()
     at.file_uploader[0].set_value([(f"up{i}.jpg", jpeg_bytes((200, 60, 60), seed=i), "image/jpeg")
-                                   for i in range(3)] + [("broken.jpg", b"\xff\xd8junk", "image/jpeg")])
+                                   for i in range(4)] + [("broken.jpg", b"\xff\xd8junk", "image/jpeg")])
     at.run()
     assert_clean(at)
     assert any("broken" in w.value and "not an image" in w.value for w in at.warning)
     classes = at.session_state["data_gather"]["classes"]
-    assert {name: len(p) for name, p in classes.items()} == {"thumbs up": 3, "thumbs down": 2}
-    assert any("**thumbs up** · 3 photos" in m.value for m in at.markdown)
-    assert len(at.get("imgs")) + len(at.get("image")) >= 5  # a thumbnail per photo
+    assert {name: len(p) for name, p in classes.items()} == {"thumbs up": 4, "thumbs down": 3}
+    assert any("**thumbs up** · 4 photos" in m.value for m in at.markdown)
+    assert len(at.get("imgs")) + len(at.get("image")) >= 7  # a thumbnail per photo
     assert not at.file_uploader[0].value  # the drop zone was emptied: nothing is added twice
 
     at.button(key="data_gather_remove_0_0").click().run()  # a photo of "thumbs up"
     assert_clean(at)
-    assert len(at.session_state["data_gather"]["classes"]["thumbs up"]) == 2
+    assert len(at.session_state["data_gather"]["classes"]["thumbs up"]) == 3
 
     at.text_input(key="data_gather_set_name").input("gestures")
     at.button(key="data_gather_save").click().run()
@@ -290,7 +290,7 @@ def test_gather_on_the_page_save_and_train(data_page):
     spec = at.session_state["data_spec"]
     assert gather.is_gathered(spec) and Path(spec).name == "gestures"
     assert at.radio(key="data_source_kind").value == "Gather classes"
-    assert any("gestures" in s.value and "4 images in 2 classes" in s.value for s in at.success)
+    assert any("gestures" in s.value and "6 images in 2 classes" in s.value for s in at.success)
     assert at.get("download_button")
 
     from lib.training import TrainConfig, train
@@ -321,3 +321,22 @@ def test_sessions_gather_apart(data_page, tmp_path):
     other.switch_page("pages/data.py").run()
     other.radio(key="data_source_kind").set_value("Gather classes").run()
     assert "data_gather" not in other.session_state or not other.session_state["data_gather"]["classes"]
+
+
+def test_a_hosted_server_takes_a_gathered_set(data_page, monkeypatch):
+    """Hosted mode opens no server folder to visitors, but a gathered set is an upload."""
+    monkeypatch.setenv("TRANSFERLAB_HOSTED", "1")
+    at = data_page
+    for name, colour in (("left", (200, 60, 60)), ("right", (60, 60, 200))):
+        add_class_on_page(at, name)
+        at.file_uploader[0].set_value([(f"{name}{i}.jpg", jpeg_bytes(colour, seed=i), "image/jpeg")
+                                       for i in range(3)])
+        at.run()
+        assert_clean(at)
+    at.button(key="data_gather_save").click().run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]  # the split too: 3 photos a class suffice
+    spec = at.session_state["data_spec"]
+    assert gather.is_gathered(spec) and Path(spec).name == gather.DEFAULT_SET_NAME
+    overview = "\n".join(m.value for m in at.success)
+    assert "our\\-classes" in overview and "uploads" not in overview  # its name, not a cache path

@@ -29,7 +29,7 @@ from pathlib import Path
 from PIL import Image
 
 from lib.data.housekeeping import prune, touch
-from lib.data.scan import IGNORED_NAMES, MIN_IMAGES_PER_CLASS, class_name_problem
+from lib.data.scan import IGNORED_NAMES, class_name_problem
 from lib.errors import TransferLabError
 from lib.images import open_image
 from lib.storage import atomic_write_folder, cache_dir
@@ -45,6 +45,9 @@ JPEG_QUALITY = 90
 # Longest class or set name, in UTF-8 bytes (file systems refuse names over 255).
 MAX_NAME_BYTES = 100
 DEFAULT_SET_NAME = "our-classes"
+# One photo each to train, validate and test on: the default split (`TrainConfig`) has a test share,
+# so the scan's own minimum (2) would save a set that cannot be split.
+MIN_PHOTOS_PER_CLASS = 3
 CAMERA_SOURCE = "webcam"
 
 Classes = dict[str, list["Photo"]]
@@ -203,15 +206,16 @@ def remove_photo(classes: Classes, name: str, index: int) -> None:
 
 
 def check_ready(classes: Classes) -> None:
-    """Raises `TransferLabError` unless the set can train: 2+ classes, each with 2+ photos."""
+    """Raises `TransferLabError` unless the set can train: 2+ classes, each with
+    `MIN_PHOTOS_PER_CLASS`+ photos."""
     if len(classes) < 2:
         raise TransferLabError(f"A classifier needs at least 2 classes; this set has {len(classes)}. "
                                "Add another class.")
-    short = {name: len(photos) for name, photos in classes.items() if len(photos) < MIN_IMAGES_PER_CLASS}
+    short = {name: len(photos) for name, photos in classes.items() if len(photos) < MIN_PHOTOS_PER_CLASS}
     if short:
         listed = ", ".join(f"{name!r} has {n}" for name, n in short.items())
-        raise TransferLabError(f"Every class needs at least {MIN_IMAGES_PER_CLASS} photos "
-                               f"(one to train on, one to check with), but {listed}.")
+        raise TransferLabError(f"Every class needs at least {MIN_PHOTOS_PER_CLASS} photos "
+                               f"(to train on, to check with, to test on), but {listed}.")
 
 
 def set_digest(classes: Classes) -> str:
@@ -242,7 +246,8 @@ def save_gathered(classes: Classes, set_name: str = DEFAULT_SET_NAME) -> Path:
         The folder, usable as a dataset spec (`lib.data.load_dataset(str(folder))`).
 
     Raises:
-        TransferLabError: fewer than 2 classes, a class with fewer than 2 photos, a bad name.
+        TransferLabError: fewer than 2 classes, a class with fewer than `MIN_PHOTOS_PER_CLASS`
+            photos, a bad name.
     """
     check_ready(classes)
     for name in classes:
