@@ -48,11 +48,22 @@ def process_env() -> dict:
     return env
 
 
+def die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when the test process dies, even if no teardown runs."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def start_scheduler(port: int, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
          "--port", str(port), "--no-dashboard"],
-        cwd=ROOT, env=process_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
+        cwd=ROOT, env=process_env(), stdout=log.open("w"), stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent)
 
 
 def start_worker(address: str, log: Path) -> subprocess.Popen:
@@ -61,7 +72,8 @@ def start_worker(address: str, log: Path) -> subprocess.Popen:
         [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
          "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1",
          "--preload", "lib.training"],
-        cwd=ROOT, env=process_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
+        cwd=ROOT, env=process_env(), stdout=log.open("w"), stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent)
 
 
 def stop_process(proc: subprocess.Popen) -> None:
@@ -121,7 +133,8 @@ def test_cli_trains_on_a_worker_and_streams_progress(cluster, toy_data):
 
     address, workers = cluster
     done = run_cli("train", "--data", str(toy_data), "--backbone", "tiny_random", "--epochs", "3",
-                   "--patience", "0", "--batch-size", "8", "--scheduler", address)
+                   "--patience", "0", "--batch-size", "8", "--no-feature-cache",
+                   "--scheduler", address)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["status"] == DONE and summary["epochs"] == 3
@@ -137,15 +150,17 @@ def test_cli_trains_on_a_worker_and_streams_progress(cluster, toy_data):
     assert labels == ["green", "red"] and model.output_shape == (None, 2)
 
 
-def test_a_failing_job_reaches_the_cli_and_the_worker_survives(cluster, tmp_path):
+def test_a_failing_job_reaches_the_cli_and_the_worker_survives(cluster, tmp_path, capsys):
     from distributed import Client
 
+    from lib.cli import main
+
     address, workers = cluster
-    failed = run_cli("train", "--data", str(tmp_path / "no-such-folder"), "--backbone",
-                     "tiny_random", "--epochs", "1", "--scheduler", address)
-    assert failed.returncode == 2
-    assert failed.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "no-such-folder" in failed.stderr
+    code = main(["train", "--data", str(tmp_path / "no-such-folder"), "--backbone", "tiny_random",
+                 "--epochs", "1", "--scheduler", address])  # the CLI's entry, in this process
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: ") and "no-such-folder" in err
     with Client(address, timeout=30) as client:
         assert set(client.scheduler_info()["workers"]) == set(workers)
 
@@ -195,9 +210,9 @@ def test_a_killed_worker_leaves_an_interrupted_run_that_runs_again(cluster, toy_
 
     address, workers = cluster
     backend = get_backend(address)
-    # Many epochs on pixels: the job is still running whenever the test looks, however fast
-    # the machine; the test ends it (kill, then stop), never a clock.
-    config = TrainConfig(backbone="tiny_random", data=str(toy_data), epochs=1000, batch_size=8,
+    # 150 epochs of ~8 steps on pixels: the job is still running when the test has seen two
+    # epochs, however fast the machine; the test ends it (kill, then stop), never a clock.
+    config = TrainConfig(backbone="tiny_random", data=str(toy_data), epochs=150, batch_size=2,
                          early_stopping_patience=None, use_feature_cache=False).validate()
     job_id = backend.submit(train_spec(config, owner="visitor-kill"))
     handle = backend.handle(job_id)
