@@ -80,8 +80,8 @@ def stop_process(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:  # a worker closing gracefully can take long; no need
             proc.kill()
             proc.wait(15)
 
@@ -210,9 +210,9 @@ def test_a_killed_worker_leaves_an_interrupted_run_that_runs_again(cluster, toy_
 
     address, workers = cluster
     backend = get_backend(address)
-    # 150 epochs of ~8 steps on pixels: the job is still running when the test has seen two
-    # epochs, however fast the machine; the test ends it (kill, then stop), never a clock.
-    config = TrainConfig(backbone="tiny_random", data=str(toy_data), epochs=150, batch_size=2,
+    # 60 epochs of ~16 one-image steps on pixels: the job is still running when the test has
+    # seen two epochs, however fast the machine; the test ends it (kill, then stop), not a clock.
+    config = TrainConfig(backbone="tiny_random", data=str(toy_data), epochs=60, batch_size=1,
                          early_stopping_patience=None, use_feature_cache=False).validate()
     job_id = backend.submit(train_spec(config, owner="visitor-kill"))
     handle = backend.handle(job_id)
@@ -225,6 +225,10 @@ def test_a_killed_worker_leaves_an_interrupted_run_that_runs_again(cluster, toy_
             run_dir / CHECKPOINT_DIR / HEAD_CHECKPOINT).is_file()
 
     wait_for(checkpointed, what="two epochs and a checkpoint")
+    # A front-end that did not submit it (another replica, a restarted server) lists it too.
+    from lib.jobs.dask_backend import DaskBackend
+
+    assert job_id in [snap["id"] for snap in DaskBackend(address).list(owner="visitor-kill")]
     worker = handle.snapshot()["worker"]
     victim = workers[worker["address"]]
     assert victim.pid == worker["pid"]

@@ -184,3 +184,49 @@ def test_embedded_backend_runs_a_train_spec(tmp_path, tiny_backbone):
 def test_a_bad_scheduler_setting_is_refused():
     with pytest.raises(TransferLabError, match="TRANSFERLAB_SCHEDULER"):
         get_backend("http://nowhere")
+
+
+def test_rerun_spec_from_the_job_or_the_config(tmp_path):
+    from lib.jobs.tasks import rerun_spec, scratch_spec
+    from lib.runs import write_config
+    from lib.training import TrainConfig
+
+    config = TrainConfig(backbone="tiny_random", data="builtin:faces", epochs=3).validate()
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    write_job(scratch_spec(config, owner="someone").with_run_dir(run))
+    again = rerun_spec(run, owner="me")
+    assert (again.kind, again.owner, again.run_dir) == ("scratch", "me", "")  # a new folder
+    assert again.params["config"]["epochs"] == 3
+    plain = tmp_path / "runs" / "b"  # a run the plain CLI trained: no job.json
+    plain.mkdir()
+    write_config(plain, {**config.to_dict(), "kind": "transfer"})
+    assert rerun_spec(plain).kind == "train"
+    with pytest.raises(TransferLabError, match="not a TransferLab run"):
+        rerun_spec(tmp_path / "runs" / "missing")
+
+
+def test_a_stop_file_from_another_front_end_stops_an_embedded_job(tmp_path, tiny_backbone):
+    from lib.training import TrainConfig
+
+    folder = make_image_folder(tmp_path / "data", {"red": 10, "green": 10}, size=36)
+    # Many epochs on pixels: still running when the stop is asked for, however fast the machine.
+    config = TrainConfig(backbone="tiny_random", data=str(folder), epochs=60, batch_size=1,
+                         early_stopping_patience=None, use_feature_cache=False).validate()
+    backend = get_backend("")
+    job = backend.handle(backend.submit(train_spec(config), local={"backbone": tiny_backbone}))
+    for _ in range(600):  # bounded: at most 600 polls
+        if job.snapshot()["events"].get("epoch") or not job.running:
+            break
+        job.wait(0.2)
+    assert job.running
+    request_stop(_run_dir(job))  # what another front-end (or the CLI's Ctrl-C) writes
+    assert job.wait(120)
+    assert job.snapshot()["status"] == STOPPED
+    assert read_job(_run_dir(job))["status"] == STOPPED
+
+
+def _run_dir(job):
+    from lib.storage import runs_dir
+
+    return runs_dir() / job.id

@@ -146,6 +146,8 @@ class StopRequest:
     def is_set(self) -> bool:
         if not self._set:
             self._set = bool(self.also is not None and self.also.is_set()) or self.path.exists()
+            if self._set and self.also is not None:
+                self.also.set()  # the thread job then ends "stopped" too
         return self._set
 
     def set(self) -> None:
