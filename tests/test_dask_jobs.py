@@ -287,3 +287,22 @@ def _try_submit(backend, spec) -> str | None:
         return backend.submit(spec)
     except TransferLabError:
         return None
+
+
+def test_the_train_page_says_when_jobs_cannot_be_submitted(toy_data, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from lib.jobs import dask_backend
+
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setenv("TRANSFERLAB_SCHEDULER", f"tcp://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", "tiny_random")
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_DATA", str(toy_data))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120).run()
+    at.switch_page("pages/train.py").run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("does not answer" in e.value for e in at.error)
+    assert "train_job" not in at.session_state or at.session_state["train_job"] is None
+    at.switch_page("pages/runs.py").run()  # every other page keeps working
+    assert not at.exception, [e.value for e in at.exception]
