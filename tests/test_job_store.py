@@ -230,3 +230,23 @@ def _run_dir(job):
     from lib.storage import runs_dir
 
     return runs_dir() / job.id
+
+
+def test_run_job_trains_a_scratch_spec_that_loads_back(tmp_path):
+    """What a worker runs, in this process: the run folder is the result, loaded back from disk."""
+    from lib.jobs.store import allocate_run_dir
+    from lib.jobs.tasks import load_job_result, scratch_spec
+    from lib.training import TrainConfig, TrainResult
+
+    folder = make_image_folder(tmp_path / "data", {"red": 8, "green": 8}, size=36)
+    config = TrainConfig(backbone="tiny_random", data=str(folder), epochs=1, batch_size=8,
+                         early_stopping_patience=None).validate()
+    spec = scratch_spec(config).with_run_dir(allocate_run_dir("tiny_random", "data"))
+    write_job(spec)
+    assert run_job(spec.to_dict()) == spec.run_dir
+    snap = StoreJob(spec.run_dir, load_job_result).snapshot()
+    assert snap["status"] == DONE, snap["error"]
+    assert snap["worker"]["backend"] == "dask" and snap["worker"]["pid"] == os.getpid()
+    result = snap["result"]
+    assert isinstance(result, TrainResult) and set(result.history["phase"]) == {"scratch"}
+    assert result.metrics and not result.pretrained
