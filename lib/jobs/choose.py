@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 from lib.errors import TransferLabError
 from lib.jobs.backend import EMBEDDED, LOCAL, JobBackend
-from lib.jobs.store import job_dir
 
 SCHEDULER_ENV = "TRANSFERLAB_SCHEDULER"
 _DASK_BACKENDS: dict[str, JobBackend] = {}  # one client (and LocalCluster) per address per process
@@ -56,8 +54,3 @@ def get_backend(scheduler: str | None = None, *, registry=None, slots=None) -> J
 
             _DASK_BACKENDS[setting] = DaskBackend(setting)
         return _DASK_BACKENDS[setting]
-
-
-def run_dir_of(job_id: str, root: Path | None = None) -> Path:
-    """The run folder of a job id (the folder's name)."""
-    return job_dir(job_id, root)

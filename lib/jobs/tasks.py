@@ -22,7 +22,7 @@ from lib import runs
 from lib.errors import TransferLabError
 from lib.jobs.handle import error_message
 from lib.jobs.spec import JobSpec, resolve_task
-from lib.jobs.store import JOB_FILE, JobReporter, StopRequest, mark_interrupted, read_job
+from lib.jobs.store import JobReporter, StopRequest, mark_interrupted, read_job
 from lib.jobs.thread import job_callbacks
 from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
 
@@ -263,9 +263,3 @@ def load_job_result(run_dir: Path | str):
     from lib.training.resume import load_run_result
 
     return load_run_result(run_dir)
-
-
-def has_job(run_dir: Path | str) -> bool:
-    """Whether a run folder was started as a job (it has a `job.json`)."""
-    return (Path(run_dir) / JOB_FILE).is_file()
-
