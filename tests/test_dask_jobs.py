@@ -193,6 +193,8 @@ def test_the_train_page_submits_to_the_cluster(cluster, toy_data, monkeypatch):
         return snap["status"] != RUNNING
 
     wait_for(finished, what="the page's training job")
+    at.run()  # the rerun the job panel asks for once the job has ended
+    assert not at.exception, [e.value for e in at.exception]
     snap = job.snapshot()
     assert snap["status"] == DONE, snap["error"]
     assert len(snap["events"]["epoch"]) == 2
