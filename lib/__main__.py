@@ -21,8 +21,11 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-_import_tensorflow_quietly()
+# Guarded: `--scheduler local` starts worker processes that re-import this module (as
+# `__mp_main__`), and they must not run the command again.
+if __name__ == "__main__":
+    _import_tensorflow_quietly()
 
-from lib.cli import main  # noqa: E402
+    from lib.cli import main
 
-sys.exit(main())
+    sys.exit(main())

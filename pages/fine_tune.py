@@ -10,18 +10,17 @@ import streamlit as st
 
 from lib.backbones.registry import get_spec
 from lib.errors import TransferLabError
-from lib.jobs import Job, job_callbacks
+from lib.jobs.tasks import finetune_spec
 from lib.models import count_blocks, get_body, top_blocks_layer_count
 from lib.plots.training import make_history_figure, make_lr_find_figure
-from lib.training import SELECTED_BY, TrainCallbacks, TrainConfig, find_learning_rate, fine_tune
+from lib.training import SELECTED_BY, TrainConfig, find_learning_rate
 from lib.training.config import SUGGESTED_FINE_TUNE_EPOCHS
 from lib.ui import navigation, state
-from lib.ui.jobs import finished_note, job_panel, start_job_ui
+from lib.ui.jobs import finished_note, job_panel, submit_job_ui
 
 # Defaults shared with the CLI's `train --fine-tune-epochs`: TrainConfig is their one source.
 DEFAULTS = TrainConfig()
 LR_CHOICES = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
-CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message")
 LR_FINDING = "finetune_lr_finding"
 SELECTION_NOTE = (f"The best epoch is chosen by **{SELECTED_BY}** (validation accuracy first; "
                   "validation loss breaks ties), and it must beat the frozen head's best epoch, "
@@ -110,22 +109,18 @@ def lr_finder_ui(result, blocks: int, disabled: bool) -> None:
                "Pick the nearest learning rate above.")
 
 
-def finetune_target(result, blocks: int, lr: float, epochs: int):
-    """The job body (runs on the job's thread, no st.* calls)."""
-    factor = lr / result.config.learning_rate
-
-    def target(job: Job):
-        cbs = job_callbacks(job, epochs=epochs, epoch_offset=len(result.history))
-        return fine_tune(result, epochs=epochs, unfreeze_blocks=blocks, lr_factor=factor,
-                         stop_event=job.stop_event,
-                         callbacks=TrainCallbacks(**{k: cbs[k] for k in CALLBACK_KEYS}))
-    return target
-
-
 def start_ui(result, blocks: int, lr: float, epochs: int, busy: bool) -> None:
     if st.button("Start fine-tuning", type="primary", icon=":material/play_arrow:",
                  key="finetune_start", disabled=busy):
-        start_job_ui(state.FINETUNE_JOB, "finetune", finetune_target(result, blocks, lr, epochs))
+        try:
+            spec = finetune_spec(result.run_dir, epochs=epochs, unfreeze_blocks=blocks,
+                                 lr_factor=lr / result.config.learning_rate,
+                                 epoch_offset=len(result.history))
+        except TransferLabError as e:
+            st.error(str(e))
+            return
+        # The fine-tuned model goes to a new run folder; the frozen run stays as it was.
+        submit_job_ui(state.FINETUNE_JOB, spec, local={"result": result})
 
 
 def live_view(result):

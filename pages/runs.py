@@ -7,6 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 from lib.errors import TransferLabError
+from lib.jobs.store import read_job
+from lib.jobs.tasks import FINETUNE, SCRATCH, TRAIN, rerun_spec
 from lib.runs import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -16,8 +18,9 @@ from lib.runs import (
     load_run,
     set_shared,
 )
+from lib.status import INTERRUPTED, RUNNING
 from lib.ui import navigation, state
-from lib.ui.jobs import server_jobs_section
+from lib.ui.jobs import server_jobs_section, submit_job_ui
 from lib.uploads import display_name
 
 TABLE_COLUMNS = ["name", "status", "kind", "backbone", "data", "val_accuracy", "test_accuracy",
@@ -27,6 +30,38 @@ OVERLAY_METRICS = {"val_accuracy": "Validation accuracy", "val_loss": "Validatio
 # File name -> MIME type, in the order the buttons are drawn.
 DOWNLOADS = {MODEL_FILE: "application/octet-stream", LABELS_FILE: "text/plain",
              HISTORY_FILE: "text/csv", CONFIG_FILE: "application/json"}
+# A run started again lands under the job key of its kind, so its result reaches that page.
+RERUN_KEYS = {TRAIN: state.TRAIN_JOB, SCRATCH: state.SCRATCH_JOB, FINETUNE: state.FINETUNE_JOB}
+
+
+def with_job_status(rows: list[dict]) -> list[dict]:
+    """A running run whose job's worker died on another machine reads "interrupted" at once (its
+    job heartbeat is short), not after the run heartbeat's long grace."""
+    for row in rows:
+        if row.get("status") == RUNNING:
+            job = read_job(row["path"])
+            if job is not None and job["status"] == INTERRUPTED:
+                row["status"] = INTERRUPTED
+    return rows
+
+
+def rerun_ui(row: dict) -> None:
+    """For an interrupted run: what was kept, and a button that runs it again with its config."""
+    if row.get("status") != INTERRUPTED:
+        return
+    kept = ("its last checkpoint is kept and loads (Predict, Look inside)" if row.get("has_model")
+            else "it had not finished an epoch, so it left no model")
+    st.warning(f"`{row['name']}` was interrupted: its process or worker stopped mid-run; {kept}.")
+    if st.button("Run again with the same config", icon=":material/replay:",
+                 key=f"runs_rerun_{row['name']}",
+                 help="Starts a new run with the same settings and data (training starts over; "
+                      "this run stays as it is)."):
+        try:
+            spec = rerun_spec(row["path"])
+        except TransferLabError as e:
+            st.error(str(e))
+            return
+        submit_job_ui(RERUN_KEYS.get(spec.kind, state.TRAIN_JOB), spec)
 
 
 def runs_table_ui(rows: list[dict]) -> list[dict]:
@@ -121,7 +156,7 @@ if st.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
 with st.expander("Jobs running on this server"):
     # A team server lets anyone stop a job left running; a hosted demo, only its owner.
     server_jobs_section(can_stop=viewer is None)
-runs = list_runs(viewer=viewer)
+runs = with_job_status(list_runs(viewer=viewer))
 if not runs:
     st.info("No runs yet.")
     navigation.page_link(navigation.TRAIN, label="Train your first model")
@@ -132,6 +167,7 @@ if not chosen:
     st.stop()
 overlay_section(chosen)
 for run in chosen:
+    rerun_ui(run)
     sharing_ui(run)
     downloads_section(run)
     export_section(run)

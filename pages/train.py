@@ -9,24 +9,16 @@ import streamlit as st
 
 from lib.errors import TransferLabError
 from lib.evaluate import load_thumbnail
-from lib.jobs import Job, job_callbacks
+from lib.jobs.tasks import scratch_spec, train_spec
 from lib.models import HeadConfig
 from lib.plots.training import make_batch_loss_figure, make_confusion_figure, make_history_figure
-from lib.training import (
-    OPTIMIZERS,
-    TrainCallbacks,
-    TrainConfig,
-    feature_cache_reason,
-    train,
-    train_from_scratch,
-)
+from lib.training import OPTIMIZERS, TrainConfig, feature_cache_reason
 from lib.ui import navigation, resources, state
-from lib.ui.jobs import finished_note, job_panel, start_job_ui
+from lib.ui.jobs import finished_note, job_panel, submit_job_ui
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 BATCH_SIZES = (8, 16, 32, 64, 128)
 GALLERY_COLUMNS = 8
-CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message")
 JOB_KEYS = (state.TRAIN_JOB, state.SCRATCH_JOB)
 JOB_TITLES = {state.TRAIN_JOB: "Training", state.SCRATCH_JOB: "Training from scratch (baseline)"}
 # Every default comes from TrainConfig, the one source the CLI reads too.
@@ -112,24 +104,6 @@ def summary_section(config: TrainConfig, num_classes: int) -> None:
         st.caption(f"Feature cache not used: {reason}")
 
 
-def train_target(config: TrainConfig, backbone, dataset):
-    """The job body for a frozen-backbone training (runs on the job's thread, no st.* calls)."""
-    def target(job: Job):
-        cbs = job_callbacks(job, epochs=config.epochs)
-        return train(config, backbone=backbone, dataset=dataset, stop_event=job.stop_event,
-                     callbacks=TrainCallbacks(**{k: cbs[k] for k in CALLBACK_KEYS}))
-    return target
-
-
-def scratch_target(config: TrainConfig, dataset):
-    """The job body for the from-scratch baseline with the same data and budget."""
-    def target(job: Job):
-        cbs = job_callbacks(job, epochs=config.epochs + config.fine_tune_epochs)
-        return train_from_scratch(config, dataset=dataset, stop_event=job.stop_event,
-                                  callbacks=TrainCallbacks(**{k: cbs[k] for k in CALLBACK_KEYS}))
-    return target
-
-
 def start_ui(config: TrainConfig, backbone, dataset, busy: bool) -> None:
     """The Start button: validates the settings, then starts the job."""
     if st.button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
@@ -139,7 +113,8 @@ def start_ui(config: TrainConfig, backbone, dataset, busy: bool) -> None:
         except TransferLabError as e:
             st.error(str(e))
             return
-        start_job_ui(state.TRAIN_JOB, "train", train_target(config, backbone, dataset))
+        submit_job_ui(state.TRAIN_JOB, train_spec(config),
+                      local={"backbone": backbone, "dataset": dataset})
 
 
 def extract_progress_ui(snap: dict) -> None:
@@ -280,7 +255,7 @@ def scratch_ui(result, dataset, busy: bool) -> None:
                  key="train_scratch", disabled=busy,
                  help="Same architecture, random weights, every layer trainable, same data and epochs."):
         state.set_result(state.SCRATCH_RESULT, None)
-        start_job_ui(state.SCRATCH_JOB, "scratch", scratch_target(result.config, dataset))
+        submit_job_ui(state.SCRATCH_JOB, scratch_spec(result.config), local={"dataset": dataset})
 
 
 st.title("Train")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
+from lib.errors import TransferLabError
 from lib.training.config import FINE_TUNE, FROZEN, SCRATCH, TrainConfig
 
 BAR_WIDTH = 24
@@ -108,10 +110,38 @@ def train_summary(result, start: float) -> dict:
     }
 
 
+def run_summary(state: dict) -> dict:
+    """The JSON `train` prints, from the run folder a job wrote (`lib.cli.jobs.submit_and_follow`)."""
+    from types import SimpleNamespace
+
+    from lib import runs
+
+    run = runs.load_run(state["run_dir"])
+    result = SimpleNamespace(metrics=run["metrics"], history=run["history"], run_dir=state["run_dir"])
+    summary = train_summary(result, time.perf_counter() - state["seconds"])
+    summary.update(status=state["status"], job=Path(state["run_dir"]).name,
+                   worker=state.get("worker") or {})
+    return summary
+
+
+def scheduler_of(args: argparse.Namespace) -> str:
+    """`--scheduler`, else `TRANSFERLAB_SCHEDULER`; "" runs the training in this process."""
+    from lib.jobs.choose import scheduler_setting
+
+    return scheduler_setting(getattr(args, "scheduler", None))
+
+
 def train_command(args: argparse.Namespace) -> dict:
     from lib.training import train, train_from_scratch
 
     config = config_from_args(args)
+    scheduler = scheduler_of(args)
+    if scheduler:
+        from lib.cli.jobs import submit_and_follow
+        from lib.jobs.tasks import scratch_spec, train_spec
+
+        spec = (scratch_spec if args.scratch else train_spec)(config, owner="cli")
+        return run_summary(submit_and_follow(spec, scheduler, args.out, ProgressBar()))
     callbacks = progress_callbacks()
     start = time.perf_counter()
     if args.scratch:
@@ -127,6 +157,23 @@ def fine_tune_command(args: argparse.Namespace) -> dict:
     from lib.training.config import check_fine_tune_settings
 
     check_fine_tune_settings(args.epochs, args.lr_factor)  # before loading anything
+    scheduler = scheduler_of(args)
+    if scheduler:
+        from lib.cli.jobs import submit_and_follow
+        from lib.jobs.tasks import finetune_spec
+        from lib.runs import read_config, read_history
+
+        config = read_config(args.run)
+        if not config:
+            raise TransferLabError(f"{args.run} is not a TransferLab run (no readable config.json).")
+        if args.unfreeze is not None or args.unfreeze_from is not None:
+            raise TransferLabError("On a scheduler, fine-tuning unfreezes whole blocks: use "
+                                   "--unfreeze-blocks instead of --unfreeze/--unfreeze-from.")
+        blocks = args.unfreeze_blocks or int(config.get("unfreeze_blocks") or DEFAULTS.unfreeze_blocks)
+        spec = finetune_spec(Path(args.run).resolve(), epochs=args.epochs, unfreeze_blocks=blocks,
+                             lr_factor=args.lr_factor, epoch_offset=len(read_history(args.run)),
+                             owner="cli")
+        return run_summary(submit_and_follow(spec, scheduler, args.out, ProgressBar()))
     start = time.perf_counter()
     callbacks = progress_callbacks()
     result = load_train_result(args.run, callbacks=callbacks)
@@ -154,6 +201,13 @@ def _fraction(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction such as 0.2, got {text!r}") from None
+
+
+def add_scheduler_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", default=None,
+                        help="run as a job on a Dask scheduler (tcp://HOST:PORT) or a local "
+                             "cluster ('local'); default: TRANSFERLAB_SCHEDULER, else in this "
+                             "process")
 
 
 def register(subparsers) -> None:
@@ -199,6 +253,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-feature-cache", action="store_true", help="run the body on every batch")
     p.add_argument("--scratch", action="store_true",
                    help="the from-scratch baseline: same architecture, random init, all trainable")
+    add_scheduler_argument(p)
     p.set_defaults(handler=train_command)
 
     p = subparsers.add_parser("fine-tune", help="fine-tune a saved run's top layers into a new run")
@@ -214,6 +269,7 @@ def register(subparsers) -> None:
                    help="peak rate = the run's learning rate x this (default %(default)s)")
     p.add_argument("--out", default=None,
                    help="new run folder (default: a new folder under the runs dir)")
+    add_scheduler_argument(p)
     p.set_defaults(handler=fine_tune_command)
 
     p = subparsers.add_parser("evaluate", help="accuracy and confusion matrix of a run on a dataset")

@@ -83,12 +83,14 @@ def read_json(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def new_run_dir(config, root: Path | None = None) -> Path:
+def new_run_dir(config, root: Path | None = None, *, claim: bool = True) -> Path:
     """Creates a fresh, uniquely named run folder.
 
     Args:
         config: the run's `TrainConfig` (its backbone and data name the folder).
         root: where runs live. Defaults to None: `lib.storage.runs_dir()`.
+        claim: claim it for this process. Defaults to True; a job submitted to a worker leaves
+            the claim to the training that runs there.
 
     Returns:
         The new, empty folder: `<root>/<UTC time>-<backbone>-<data>[-N]`.
@@ -102,7 +104,8 @@ def new_run_dir(config, root: Path | None = None) -> Path:
             path.mkdir()
         except FileExistsError:
             continue
-        claim_run_dir(path)
+        if claim:
+            claim_run_dir(path)
         return path
     raise TransferLabError(f"Could not create a new run folder under {root}.")
 
@@ -210,6 +213,10 @@ def read_status(run_dir: Path) -> dict:
 
 
 def write_config(run_dir: Path, config: dict) -> None:
+    """Writes `config.json`, keeping the `worker` a job backend recorded there (where it ran)."""
+    previous = read_json(Path(run_dir) / CONFIG_FILE) or {}
+    if "worker" in previous and "worker" not in config:
+        config = {**config, "worker": previous["worker"]}
     write_json(Path(run_dir) / CONFIG_FILE, config)
 
 

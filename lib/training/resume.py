@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from lib import runs
@@ -58,4 +59,28 @@ def load_train_result(run_dir: Path | str, *, dataset: DatasetIndex | None = Non
         metrics=run["metrics"], stopped=False, used_feature_cache=reason is None,
         feature_cache_reason=reason or "", config=config, split=split_for(config, dataset),
         pretrained=bool(facts.get("pretrained", True)),
+    )
+
+
+def load_run_result(run_dir: Path | str, *, dataset: DatasetIndex | None = None) -> TrainResult:
+    """A finished run of any kind as a `TrainResult`: what a page shows after a job ran elsewhere.
+
+    A transfer run loads as `load_train_result` does (ready to fine-tune); a from-scratch run
+    loads its model, history and metrics without a split (nothing fine-tunes it).
+
+    Raises:
+        TransferLabError: not a loadable run.
+    """
+    run = runs.load_run(run_dir)
+    facts = run["config"]
+    if facts.get("kind") != SCRATCH:
+        result = load_train_result(run_dir, dataset=dataset)
+        return replace(result, stopped=run["status"].get("status") == runs.STOPPED)
+    config = TrainConfig.from_dict(facts).validate()
+    model, labels = runs.load_trained_model(run_dir)
+    return TrainResult(
+        run_dir=Path(run_dir), model=model, class_names=list(labels), history=run["history"],
+        metrics=run["metrics"], stopped=run["status"].get("status") == runs.STOPPED,
+        used_feature_cache=False, feature_cache_reason=feature_cache_reason(config, SCRATCH) or "",
+        config=config, split=None, pretrained=False,
     )

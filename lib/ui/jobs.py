@@ -3,7 +3,10 @@
 Every page that runs a job (Train, Fine-tune, the Look inside pages, the zoo's measuring) uses the
 same three pieces, so progress, ETA, Stop and the finished note look and behave the same everywhere:
 
-* `start_job_ui(key, kind, target)` starts `target(job)` on a thread under the session key `key`;
+* `submit_job_ui(key, spec, local=...)` submits a `JobSpec` (training, fine-tuning) to the server's
+  job backend (`TRANSFERLAB_SCHEDULER`: threads here, or Dask workers) under the session key `key`;
+  `start_job_ui(key, kind, target)` starts a closure `target(job)` on a thread here (the Look
+  inside and zoo jobs, which hold in-memory models);
 * `job_panel(key, title, live=...)`, one `st.fragment(run_every=LIVE_REFRESH_S)`, redraws the
   progress bar (with ETA), the Stop button and the page's own live view, and reruns the page
   when the job ends;
@@ -13,19 +16,23 @@ Every job is recorded in the server's `JobRegistry` with its visitor: one visito
 browser) runs at most `TRANSFERLAB_JOBS_PER_VISITOR` jobs, a job nobody polls any more is stopped
 (see `lib.job_slots`), and `server_jobs_section()` lists every running job for a team to stop.
 
-The job's thread never calls Streamlit; the panel reads `job.snapshot()`.
+The job's thread never calls Streamlit; the panel reads `job.snapshot()`, the same dict whether the
+job is a thread here or a task on a worker read back from the run store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import streamlit as st
 
+from lib.errors import TransferLabError
 from lib.job_slots import jobs_per_visitor
-from lib.jobs import Job, JobRegistry, format_seconds, start_job
-from lib.status import DONE, FAILED, RUNNING, STOPPED
+from lib.jobs import Job, JobBackend, JobHandle, JobRegistry, JobSpec, format_seconds, start_job
+from lib.jobs.choose import scheduler_setting
+from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
 from lib.ui import resources, state
 from lib.ui.text import plain
 
@@ -50,7 +57,11 @@ def start_job_ui(key: str, kind: str, target: Callable[[Job], Any]) -> Job | Non
         st.warning("That is still running; stop it first.")
         return None
     registry, visitor = resources.job_registry(), state.visitor_id()
-    refusal = visitor_limit_message(registry, visitor, jobs_per_visitor())
+    try:
+        kinds = visitor_job_kinds(job_backend(), visitor)
+    except TransferLabError:  # jobs on a cluster that does not answer cannot be counted
+        kinds = [job.kind for job in registry.running(visitor)]
+    refusal = limit_message(kinds, jobs_per_visitor())
     if refusal:
         st.warning(refusal)
         return None
@@ -60,42 +71,113 @@ def start_job_ui(key: str, kind: str, target: Callable[[Job], Any]) -> Job | Non
     return job  # not reached: st.rerun() ends this run
 
 
+def job_backend() -> JobBackend:
+    """The server's job backend (`TRANSFERLAB_SCHEDULER`).
+
+    Raises:
+        TransferLabError: the variable names no backend.
+    """
+    return resources.job_backend(scheduler_setting())
+
+
+def submit_job_ui(key: str, spec: JobSpec, local: dict | None = None) -> JobHandle | None:
+    """Submits `spec` to the server's job backend under session key `key`, as this visitor's,
+    then reruns the page to show it. Says why, and submits nothing, when a job runs there already,
+    the visitor runs as many jobs as one may, or jobs cannot be submitted (scheduler down).
+
+    Args:
+        key: the page's session key for this job (e.g. `state.TRAIN_JOB`).
+        spec: the job (`lib.jobs.tasks.train_spec`, ...); its owner is set to the visitor.
+        local: objects this session holds (`backbone`, `dataset`, `result`), which a backend that
+            runs the job in this process uses instead of loading them again. Defaults to None.
+
+    Returns:
+        None when nothing was submitted (the function reruns otherwise).
+    """
+    if state.job_running(key):
+        st.warning("That is still running; stop it first.")
+        return None
+    visitor = state.visitor_id()
+    try:
+        backend = job_backend()
+        refusal = limit_message(visitor_job_kinds(backend, visitor), jobs_per_visitor())
+        if refusal:
+            st.warning(refusal)
+            return None
+        job_id = backend.submit(replace(spec, owner=visitor), local=local)
+    except TransferLabError as e:
+        st.error(str(e))
+        return None
+    state.set_job(key, backend.handle(job_id))
+    st.rerun()
+    return None  # not reached: st.rerun() ends this run
+
+
+def visitor_job_kinds(backend: JobBackend, visitor: str) -> list[str]:
+    """The kinds of `visitor`'s running jobs: threads here, and the backend's when it is remote."""
+    kinds = [job.kind for job in resources.job_registry().running(visitor)]
+    if backend.name != "embedded":
+        kinds += [snap["kind"] for snap in backend.list(owner=visitor)]
+    return kinds
+
+
+def limit_message(kinds: list[str], limit: int) -> str | None:
+    """Why a visitor running jobs of `kinds` may not start another, or None when they may.
+
+    Args:
+        kinds: the kinds of the visitor's running jobs.
+        limit: running jobs one visitor may have; 0 means no limit.
+    """
+    if not limit or len(kinds) < limit:
+        return None
+    return (f"You already run {len(kinds)} job(s) on this server ({', '.join(kinds)}), in this tab "
+            f"or another; each visitor runs at most {limit} at a time so others get a turn. Stop "
+            "it or wait for it to end.")
+
+
 def visitor_limit_message(registry: JobRegistry, visitor: str, limit: int) -> str | None:
-    """Why `visitor` may not start another job, or None when they may.
+    """Why `visitor` may not start another job on this server's threads, or None when they may.
 
     Args:
         registry: the server's jobs.
         visitor: who asks (`state.visitor_id()`).
         limit: running jobs one visitor may have; 0 means no limit.
     """
-    mine = registry.running(visitor)
-    if not limit or len(mine) < limit:
-        return None
-    kinds = ", ".join(job.kind for job in mine)
-    return (f"You already run {len(mine)} job(s) on this server ({kinds}), in this tab or another; "
-            f"each visitor runs at most {limit} at a time so others get a turn. Stop it or wait "
-            "for it to end.")
+    return limit_message([job.kind for job in registry.running(visitor)], limit)
 
 
 def server_jobs_section(*, can_stop: bool) -> None:
-    """Every running job of the server, with its owner, and (when `can_stop`) a Stop button each:
+    """Every running job of the server (threads here, and jobs on the cluster's workers from the
+    run store, whoever started them), with its owner, and (when `can_stop`) a Stop button each:
     on a team server anyone may stop a job left running; a hosted demo lists only.
 
     Args:
         can_stop: show Stop buttons for other visitors' jobs.
     """
-    jobs = resources.job_registry().running()
-    if not jobs:
+    rows = [(job.id, job.kind, job.owner, f"unseen for {format_seconds(job.unseen_for())}",
+             job.stop_event.is_set(), job.stop) for job in resources.job_registry().running()]
+    try:
+        backend = job_backend()
+    except TransferLabError as e:
+        st.warning(str(e))
+        backend = None
+    if backend is not None and backend.name != "embedded":
+        for snap in backend.list():
+            worker = snap.get("worker") or {}
+            where = f"on {worker.get('host')}" if worker else "queued"
+            rows.append((snap["id"], snap["kind"], snap["owner"], f"{where}: {snap['message']}",
+                         snap["stopping"], lambda job_id=snap["id"]: backend.stop(job_id)))
+    if not rows:
         st.caption("No jobs are running on this server.")
         return
     me = state.visitor_id()
-    for job in jobs:
+    for job_id, kind, owner, note, stopping, stop in rows:
         left, right = st.columns([5, 1], vertical_alignment="center")
-        who = "you" if job.owner == me else job.owner or "someone"
-        left.markdown(f"`{job.kind}` by {who}, unseen for {format_seconds(job.unseen_for())}")
-        if (can_stop or job.owner == me) and right.button(
-                "Stop", key=f"server_job_stop_{job.id}", disabled=job.stop_event.is_set()):
-            job.stop()
+        who = "you" if owner == me else owner or "someone"
+        left.markdown(f"`{kind}` by {who}, {plain(note)}")
+        if (can_stop or owner == me) and right.button(
+                "Stop", key=f"server_job_stop_{job_id}", disabled=stopping):
+            stop()
             st.rerun()
 
 
@@ -161,10 +243,12 @@ def finished_note(key: str, *, stopped: str = "showing what was done.",
     snap = job_snapshot(key)
     if snap is None or snap["status"] == RUNNING:
         return None
-    if snap["status"] == FAILED:
-        st.error(plain(snap["error"]))  # may quote class or file names
+    if snap["status"] in (FAILED, INTERRUPTED):
+        st.error(plain(snap["error"] or "Failed."))  # may quote class or file names
     elif snap["status"] == STOPPED:
         st.warning(f"Stopped after {format_seconds(snap['elapsed'])}; {stopped}")
     elif snap["status"] == DONE and done:
         st.success(done.replace("{elapsed}", format_seconds(snap["elapsed"])))
+    if snap.get("result_error"):
+        st.warning(plain(snap["result_error"]))
     return snap

@@ -59,6 +59,20 @@ def job_registry():
     return JobRegistry(abandon_after=abandon_after_s())
 
 
+@st.cache_resource(show_spinner=False)
+def job_backend(scheduler: str):
+    """The server's `lib.jobs.JobBackend` for the `TRANSFERLAB_SCHEDULER` value `scheduler`: the
+    embedded one on this server's registry and slots, or the process's Dask client (it connects
+    on the first submission, so a scheduler that is down never fails a page).
+
+    Raises:
+        TransferLabError: a setting that names no backend (not cached: the next call retries).
+    """
+    from lib.jobs import get_backend
+
+    return get_backend(scheduler, registry=job_registry(), slots=job_slots())
+
+
 @st.cache_resource(max_entries=BACKBONE_CACHE_ENTRIES, show_spinner="Loading the backbone…")
 def get_backbone(name: str) -> Backbone:
     """The shared, frozen backbone `name` (random weights, flagged, when none can be had offline).

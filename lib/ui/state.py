@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from lib.jobs import Job
+from lib.jobs import JobHandle
 from lib.status import FINAL
 
 if TYPE_CHECKING:
@@ -265,11 +265,11 @@ def runs_viewer() -> str | None:
     return session_owner() if hosted() else None
 
 
-def get_job(key: str) -> Job | None:
+def get_job(key: str) -> JobHandle | None:
     return st.session_state.get(_check_key(key))
 
 
-def set_job(key: str, job: Job | None) -> None:
+def set_job(key: str, job: JobHandle | None) -> None:
     st.session_state[_check_key(key)] = job
 
 
@@ -279,10 +279,10 @@ def job_running(key: str) -> bool:
     return job is not None and job.running
 
 
-def running_jobs() -> list[Job]:
+def running_jobs() -> list[JobHandle]:
     """This session's jobs that are still running."""
     return [v for k, v in st.session_state.items()
-            if isinstance(k, str) and k.startswith(PAGE_PREFIXES) and isinstance(v, Job) and v.running]
+            if isinstance(k, str) and k.startswith(PAGE_PREFIXES) and isinstance(v, JobHandle) and v.running]
 
 
 def sync_jobs() -> None:
@@ -294,7 +294,7 @@ def sync_jobs() -> None:
     collected: set = st.session_state.setdefault(_COLLECTED, set())
     for job_key, result_key in JOB_RESULTS.items():
         job = st.session_state.get(job_key)
-        if not isinstance(job, Job) or job.id in collected:
+        if not isinstance(job, JobHandle) or job.id in collected:
             continue
         snap = job.snapshot()
         if snap["status"] in FINAL:

@@ -1,4 +1,4 @@
-"""Background jobs: a thread running `target(job)`, lock-protected state, and a stop Event.
+"""Background jobs in this process: a thread running `target(job)`, lock-protected state, and a stop Event.
 
 The UI starts long work (training, fine-tuning, attacks, zoo measurement) as a `Job`, keeps the job
 object in session state, and polls `job.snapshot()` from a `st.fragment(run_every=...)`. The thread
@@ -21,17 +21,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from lib.errors import TransferLabError
+from lib.jobs.handle import JobHandle, error_message
 from lib.status import DONE, FAILED, RUNNING, STOPPED
 
-FINISHED = (DONE, FAILED, STOPPED)  # the states a job can end in (a job is never "interrupted")
+FINISHED = (DONE, FAILED, STOPPED)  # how a thread job ends (a job in the store can also be "interrupted")
 QUEUED_MESSAGE = "Queued: other jobs are using this server's CPU; starts when one ends…"
 SLOT_POLL_S = 0.25  # how often a queued job checks its stop event
 REAP_EVERY_S = 15.0  # how often the registry looks for abandoned jobs while any runs
 ABANDONED_MESSAGE = "Stopped: nobody had looked at this job for {minutes} min (its page was closed)."
 
 
-class Job:
+class Job(JobHandle):
     """One unit of background work with state the UI can poll.
 
     Attributes:
@@ -130,11 +130,8 @@ class Job:
     def _run_target(self) -> None:
         try:
             result = self._target(self)
-        except TransferLabError as e:
-            self._finish(FAILED, error=str(e), tb=traceback.format_exc())
         except Exception as e:  # noqa: BLE001 - any bug must end the job visibly, not kill silently
-            self._finish(FAILED, error=f"Unexpected error: {type(e).__name__}: {e}",
-                         tb=traceback.format_exc())
+            self._finish(FAILED, error=error_message(e), tb=traceback.format_exc())
         else:
             if result is not None:
                 self.set_result(result)
@@ -201,8 +198,16 @@ class Job:
             A dict with `id, kind, status, done, total, fraction, message, eta, events` (kind ->
             list of row dicts), `result, error, traceback, started, finished, elapsed, stopping`.
         """
+        return self._snapshot(touch=True)
+
+    def peek(self) -> dict:
+        """A snapshot that does not count as the page looking (for server-wide job lists)."""
+        return self._snapshot(touch=False)
+
+    def _snapshot(self, *, touch: bool) -> dict:
         with self._lock:
-            self._seen = time.monotonic()
+            if touch:
+                self._seen = time.monotonic()
             end = self._finished or time.time()
             return {
                 "id": self.id,
@@ -221,6 +226,7 @@ class Job:
                 "finished": self._finished,
                 "elapsed": end - self._started,
                 "stopping": self.stop_event.is_set() and self._status == RUNNING,
+                "owner": self.owner,
             }
 
     def __repr__(self) -> str:
