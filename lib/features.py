@@ -38,8 +38,8 @@ from lib.progress import ProgressFn
 from lib.storage import atomic_write_bytes, cache_dir
 
 FEATURES_DIR = "features"
-# Images per forward pass while extracting: big enough to amortise per-call overhead, small
-# enough to keep peak memory modest (64 x 224 x 224 x 3 floats = 38 MB).
+# Images per TensorFlow call while extracting: big enough to amortise per-call overhead, small
+# enough to keep peak memory modest (64 x 224 x 224 x 3 floats = 38 MB). LiteRT does not batch.
 EXTRACT_BATCH = 64
 KEY_VERSION = "v1"
 UNWRITABLE_MESSAGE = ("Could not save the features to the cache ({error}); training on them from "
@@ -126,7 +126,8 @@ def extract_features(
         body: pixels -> feature map or vector, frozen.
         records: the images, in the order wanted.
         image_size: the body's input side.
-        batch_size: images per forward pass. Defaults to `EXTRACT_BATCH`.
+        batch_size: images per TensorFlow call (LiteRT runs one image per invoke on each of its
+            workers). Defaults to `EXTRACT_BATCH`.
         on_progress: `fn(done, total, message)` after each batch (images). Defaults to None.
         stop_event: checked after each batch. Defaults to None.
         engine: `"tf"`, `"litert"` or None (LiteRT, else TensorFlow; see `lib.engine`).

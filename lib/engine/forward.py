@@ -2,7 +2,12 @@
 
     with open_forward(body) as forward:     # converts once (cached), leases threads
         features = forward(pixels)           # (B, S, S, 3) in [0, 255] -> (B, D)
+        features = forward.map(paths, load)  # load(path) -> (S, S, 3) on the engine's workers
         forward.engine                       # "litert" or "tf": which engine ran
+
+LiteRT runs as a `LiteRTPool`: one single-thread interpreter per leased core, one image per
+invoke, and `map` decodes on the same workers, so decoding never competes with an interpreter
+for a core (see `LiteRTPool` for why this beats one interpreter with every thread).
 
     result = forward_batches(body, batches)  # the same over an iterable of batches
     result.features, result.engine, result.fallback_reason
