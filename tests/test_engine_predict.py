@@ -123,3 +123,20 @@ def test_lite0_imagenet_prediction_on_litert_matches_tensorflow(lite0, auto_engi
     assert (lite.engine, tf_.engine) == (LITERT, TF)
     np.testing.assert_allclose(lite.features, tf_.features, atol=1e-4)
     assert (lite.features.argmax(1) == tf_.features.argmax(1)).all()
+
+
+def test_a_big_model_gets_fewer_interpreters_with_more_threads(tiny_backbone, monkeypatch, auto_engine):
+    from lib.engine import litert
+
+    body = build_body(tiny_backbone)
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    with open_forward(body, engine=LITERT, threads=2) as forward:
+        expected = forward(pixels)
+        path = forward._fn.model_path
+    monkeypatch.setattr(litert, "POOL_MODEL_BYTES", path.stat().st_size)  # room for one copy
+    pool = LiteRTPool(path, 2)
+    try:
+        assert pool.workers == 1 and pool.threads == 2
+        np.testing.assert_allclose(pool(pixels), expected, atol=1e-5)
+    finally:
+        pool.close()

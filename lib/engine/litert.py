@@ -40,6 +40,9 @@ LOCK_SUFFIX = ".lock"
 # Images per task of `LiteRTPool.map`: small enough that progress and stop come often, big
 # enough that scheduling costs nothing next to ~10 ms per image.
 MAP_CHUNK = 8
+# Each interpreter holds its own packed copy of the weights: a pool keeps at most this many bytes
+# of model files in interpreters (a big backbone on many cores gets fewer, multi-thread ones).
+POOL_MODEL_BYTES = 512 * 2**20
 
 
 class EngineUnavailable(Exception):
@@ -195,35 +198,39 @@ class LiteRTRunner:
 
 
 class LiteRTPool:
-    """Runs a `.tflite` model on `workers` single-thread interpreters, one image per invoke.
+    """Runs a `.tflite` model on one single-thread interpreter per thread, one image per invoke.
 
     Why not one interpreter with every thread: XNNPACK splits each operator across its threads and
     waits for all of them at the end of every operator (about a hundred per image), so a thread
     that loses its core (to image decoding, another job, another process) stalls the others. One
     single-thread interpreter per core has no such barrier, and one image per invoke keeps each
     layer's activations in cache (the least CPU per image here: `bench/inference_engines.py`).
-    Batches smaller than the pool go to one interpreter with every thread (lowest latency).
+    Batches smaller than the pool go to one interpreter with every thread (lowest latency). A
+    model so big that `threads` copies of it would pass `POOL_MODEL_BYTES` gets fewer
+    interpreters, each with several threads.
 
     Not thread-safe itself (make one per pass); it runs its own worker threads.
 
     Args:
         model_path: a `.tflite` file with one float32 input and one output.
-        workers: interpreters (and worker threads), at least 1.
+        threads: threads in all (interpreters x threads each), at least 1.
 
     Raises:
         EngineUnavailable: `ai-edge-litert` is not installed or the file does not load.
     """
 
-    def __init__(self, model_path: Path, workers: int) -> None:
-        if workers < 1:
-            raise ValueError(f"Received `workers={workers}`; a pool needs at least one.")
+    def __init__(self, model_path: Path, threads: int) -> None:
+        if threads < 1:
+            raise ValueError(f"Received `threads={threads}`; a pool needs at least one.")
         self.model_path = model_path
-        self.workers = workers
+        self.threads = threads
+        size = max(1, Path(model_path).stat().st_size)
+        self.workers = max(1, min(threads, POOL_MODEL_BYTES // size))
         self._free: queue.SimpleQueue[LiteRTRunner] = queue.SimpleQueue()
-        for _ in range(workers):
-            self._free.put(LiteRTRunner(model_path, 1))
+        for _ in range(self.workers):
+            self._free.put(LiteRTRunner(model_path, threads // self.workers))
         self._latency: LiteRTRunner | None = None
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="litert")
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="litert")
 
     def close(self) -> None:
         """Stops the worker threads (pending work is cancelled)."""
@@ -234,7 +241,7 @@ class LiteRTPool:
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
         if len(pixels) < self.workers:  # too few images to share out: one interpreter, all threads
             if self._latency is None:
-                self._latency = LiteRTRunner(self.model_path, self.workers)
+                self._latency = LiteRTRunner(self.model_path, self.threads)
             return self._latency(pixels)
         return self.map(range(len(pixels)), lambda i: pixels[i])
 
