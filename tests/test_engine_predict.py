@@ -140,3 +140,15 @@ def test_a_big_model_gets_fewer_interpreters_with_more_threads(tiny_backbone, mo
         np.testing.assert_allclose(pool(pixels), expected, atol=1e-5)
     finally:
         pool.close()
+
+
+def test_map_on_tensorflow_matches_litert(tiny_backbone, auto_engine):
+    body = build_body(tiny_backbone)
+    pixels = np.random.default_rng(0).uniform(0, 255, (35, 32, 32, 3)).astype(np.float32)
+    outs, done = {}, {}
+    for engine in (TF, LITERT):
+        done[engine] = []
+        with open_forward(body, engine=engine) as forward:
+            outs[engine] = forward.map(list(range(35)), lambda i: pixels[i], done[engine].append)
+    assert sum(done[TF]) == sum(done[LITERT]) == 35 and outs[TF].shape == (35, 16)
+    np.testing.assert_allclose(outs[LITERT], outs[TF], atol=1e-4 * float(np.abs(outs[TF]).max()))
