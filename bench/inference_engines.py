@@ -5,7 +5,8 @@ On `../shared/datasets/cats_vs_dogs` with EfficientNet-Lite0 (224 px, pooled top
 1. End-to-end extraction (decode + resize + forward, `lib.features.extract_features`), the
    TensorFlow engine against the LiteRT engine, interleaved in rounds (the order alternates), so a
    noisy shared machine slows both alike. Wall time and CPU time per image, and the ratio.
-2. The forward pass alone on 32 decoded real photos, per engine, in CPU ms per image, against the
+2. The forward pass alone on 32 decoded real photos, per engine, in CPU ms per image (each timed
+   call after a short pause, so neither engine is charged the other's spinning threads), against the
    machine's 1-core matmul peak measured in the same run (a 2048² float32 matmul in a subprocess
    with one BLAS thread): share of peak = (2 x MACs per image) / CPU time / peak FLOP/s.
 3. Features agree: the largest difference between the engines, relative to the largest feature.
@@ -45,6 +46,10 @@ RESULTS = ROOT / "bench" / "results"
 BACKBONE = "efficientnet_lite0"
 FORWARD_BATCH = 32
 MATMUL_N = 2048
+# Pause before each timed forward call: TensorFlow's and XNNPACK's worker threads spin for a
+# while after their work ends, and process CPU time would charge that spin to the other engine's
+# measurement when the two are interleaved per repetition.
+SETTLE_S = 0.2
 TARGET_SPEEDUP = 2.5
 TARGET_PEAK_SHARE = 0.60
 
@@ -160,6 +165,7 @@ def forward_alone(body, records, size: int, reps: int, peak: float, macs: int) -
             fwd(pixels)  # warm-up
         for i in range(reps):
             for engine in (TF, LITERT) if i % 2 == 0 else (LITERT, TF):
+                time.sleep(SETTLE_S)
                 _, _, cpu = timed(lambda f=forwards[engine]: f(pixels))
                 cpu_ms[engine].append(cpu * 1000 / n)
     gflop = 2 * macs / 1e9

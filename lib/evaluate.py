@@ -6,16 +6,19 @@ settings, the images of one confusion-matrix cell, and an unfreeze preview.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
-from lib.data.pipeline import make_dataset
+from lib.data.pipeline import load_pixels, make_dataset
 from lib.data.sources import ImageRecord
+from lib.engine import LITERT, ForwardResult, open_forward
 from lib.errors import TransferLabError
-from lib.predict import predict_batches
+from lib.predict import predict_batches, split_for_engine
 
 if TYPE_CHECKING:
     from lib.backbones import Backbone
@@ -29,15 +32,46 @@ EPSILON = 1e-7
 
 
 def predict_records(model: keras.Model, records: Sequence[ImageRecord], num_classes: int,
-                    batch_size: int = 32) -> np.ndarray:
-    """Runs a classifier over images in order.
+                    batch_size: int = 32, *, engine: str | None = None) -> np.ndarray:
+    """Runs a classifier over images in order (`predict_records_run` also says which engine ran).
 
     Returns:
         float32 probabilities `(N, C)`.
     """
+    return predict_records_run(model, records, num_classes, batch_size, engine=engine).features
+
+
+def predict_records_run(model: keras.Model, records: Sequence[ImageRecord], num_classes: int,
+                        batch_size: int = 32, *, engine: str | None = None) -> ForwardResult:
+    """Runs a classifier over images in order: the body on LiteRT, the head in Keras.
+
+    On LiteRT each engine worker decodes its own images (`load_pixels`: the pixels `make_dataset`
+    gives); on TensorFlow (asked for, or the fallback) it is today's path, tf.data and Keras.
+
+    Args:
+        model: pixels in [0, 255] -> probabilities `(B, C)`; only read.
+        records: the images, in order.
+        num_classes: C.
+        batch_size: images per TensorFlow call. Defaults to 32.
+        engine: `"tf"`, `"litert"` or None (LiteRT, else TensorFlow). Defaults to None.
+
+    Returns:
+        A `ForwardResult` whose `features` are the float32 probabilities `(N, C)`.
+    """
+    start = time.perf_counter()
     size = int(model.inputs[0].shape[1])
-    dataset = make_dataset(records, num_classes, size, batch_size, shuffle=False, cache=False)
-    return predict_batches(model, dataset)
+    parts = split_for_engine(model)
+    with open_forward(parts.core, engine=engine, pool=parts.pool, name=parts.core.name) as forward:
+        if forward.engine == LITERT:
+            outputs = forward.map([r.path for r in records],
+                                  functools.partial(load_pixels, image_size=size))
+            probs = np.concatenate([parts.finish(outputs[i : i + batch_size])
+                                    for i in range(0, len(outputs), batch_size)])
+        else:
+            dataset = make_dataset(records, num_classes, size, batch_size, shuffle=False, cache=False)
+            probs = predict_batches(model, dataset)
+    return ForwardResult(probs, forward.engine, forward.fallback_reason, forward.threads,
+                         time.perf_counter() - start)
 
 
 def summarize_predictions(probs: np.ndarray, records: Sequence[ImageRecord],
@@ -95,7 +129,7 @@ def summarize_predictions(probs: np.ndarray, records: Sequence[ImageRecord],
 
 
 def evaluate_model(model: keras.Model, records: Sequence[ImageRecord], class_names: Sequence[str],
-                   batch_size: int = 32) -> dict:
+                   batch_size: int = 32, *, engine: str | None = None) -> dict:
     """Evaluates a classifier on images.
 
     Args:
@@ -103,9 +137,10 @@ def evaluate_model(model: keras.Model, records: Sequence[ImageRecord], class_nam
         records: the images (e.g. a test split), labels indexing `class_names`.
         class_names: names in label order.
         batch_size: images per forward pass. Defaults to 32.
+        engine: `"tf"`, `"litert"` or None (LiteRT, else TensorFlow). Defaults to None.
 
     Returns:
-        The report from `summarize_predictions`.
+        The report from `summarize_predictions`, plus `"engine"`: the engine that ran.
 
     Raises:
         TransferLabError: no images, or the model's output does not match the classes.
@@ -118,8 +153,8 @@ def evaluate_model(model: keras.Model, records: Sequence[ImageRecord], class_nam
             f"The model predicts {width} classes but the data has {len(class_names)}: "
             f"{', '.join(class_names)}."
         )
-    probs = predict_records(model, records, len(class_names), batch_size)
-    return summarize_predictions(probs, records, class_names)
+    run = predict_records_run(model, records, len(class_names), batch_size, engine=engine)
+    return {**summarize_predictions(run.features, records, class_names), "engine": run.engine}
 
 
 def load_thumbnail(path: str, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:

@@ -16,6 +16,7 @@ body and get the same features. So we compute them once, keep them in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -29,16 +30,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lib.data.pipeline import make_dataset
+from lib.data.pipeline import load_pixels, make_dataset
 from lib.data.sources import ImageRecord
-from lib.engine import ForwardResult, forward_batches
+from lib.engine import LITERT, ForwardResult, open_forward
 from lib.errors import TransferLabError
 from lib.progress import ProgressFn
 from lib.storage import atomic_write_bytes, cache_dir
 
 FEATURES_DIR = "features"
-# Images per forward pass while extracting: big enough to amortise per-call overhead, small
-# enough to keep peak memory modest (64 x 224 x 224 x 3 floats = 38 MB).
+# Images per TensorFlow call while extracting: big enough to amortise per-call overhead, small
+# enough to keep peak memory modest (64 x 224 x 224 x 3 floats = 38 MB). LiteRT does not batch.
 EXTRACT_BATCH = 64
 KEY_VERSION = "v1"
 UNWRITABLE_MESSAGE = ("Could not save the features to the cache ({error}); training on them from "
@@ -125,7 +126,8 @@ def extract_features(
         body: pixels -> feature map or vector, frozen.
         records: the images, in the order wanted.
         image_size: the body's input side.
-        batch_size: images per forward pass. Defaults to `EXTRACT_BATCH`.
+        batch_size: images per TensorFlow call (LiteRT runs one image per invoke on each of its
+            workers). Defaults to `EXTRACT_BATCH`.
         on_progress: `fn(done, total, message)` after each batch (images). Defaults to None.
         stop_event: checked after each batch. Defaults to None.
         engine: `"tf"`, `"litert"` or None (LiteRT, else TensorFlow; see `lib.engine`).
@@ -155,15 +157,11 @@ def extract_features_run(
     """`extract_features`, returning a `lib.engine.ForwardResult` (features + the engine that ran)."""
     if not records:
         raise TransferLabError("No images to extract features from.")
-    # Labels do not matter here; 2 classes keeps the pipeline's label check happy.
-    unlabelled = [ImageRecord(r.path, 0, r.source, r.sha1) for r in records]
-    dataset = make_dataset(unlabelled, 2, image_size, batch_size, shuffle=False, cache=False)
+    start = time.perf_counter()
     total, done = len(records), 0
     if on_progress:
         on_progress(0, total, _extract_message(0, total))
 
-    # --- issue 8: the batched forward pass runs on lib.engine (LiteRT + XNNPACK, TensorFlow as
-    # the fallback); `pooled_feature_model` above is the TensorFlow engine's equivalent. ---
     def batch_done(n: int) -> None:
         nonlocal done
         done += n
@@ -172,8 +170,25 @@ def extract_features_run(
         if stop_event is not None and stop_event.is_set():
             raise ExtractionStopped()
 
-    return forward_batches(body, (pixels for pixels, _ in dataset), engine=engine,
-                           name=body.name, on_batch=batch_done)
+    # --- issue 8: LiteRT (XNNPACK) runs the pass, TensorFlow is the fallback. ---
+    with open_forward(body, engine=engine, name=body.name) as forward:
+        if forward.engine == LITERT:
+            # Each LiteRT worker decodes its images itself (TensorFlow's decoder, numpy's resize:
+            # the same pixels as make_dataset) and runs them, so no tf.data thread pool competes
+            # with the interpreters for the cores.
+            features = forward.map([r.path for r in records],
+                                   functools.partial(load_pixels, image_size=image_size), batch_done)
+        else:  # today's path: tf.data decodes in parallel, a tf.function runs each batch
+            # Labels do not matter here; 2 classes keeps the pipeline's label check happy.
+            unlabelled = [ImageRecord(r.path, 0, r.source, r.sha1) for r in records]
+            dataset = make_dataset(unlabelled, 2, image_size, batch_size, shuffle=False, cache=False)
+            parts = []
+            for pixels, _ in dataset:
+                parts.append(forward(pixels.numpy()))
+                batch_done(len(parts[-1]))
+            features = np.concatenate(parts)
+    return ForwardResult(features.astype(np.float32, copy=False), forward.engine,
+                         forward.fallback_reason, forward.threads, time.perf_counter() - start)
 
 
 def _extract_message(done: int, total: int) -> str:

@@ -1,12 +1,15 @@
 """Top-k prediction on image files, with an ImageNet backbone or a trained run.
 
 `load_classifier` is the one loader of "a model from a backbone or a run" (the CLI and every page
-use it), and `predict_batches` is the one batched forward loop (prediction, evaluation).
+use it), and `classify_batches` is the one batched forward pass (prediction, evaluation): the
+frozen body (or a whole ImageNet classifier) on `lib.engine` (LiteRT, TensorFlow as the fallback),
+the head in Keras. `predict_batches` is TensorFlow's loop, today's path and the fallback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +18,7 @@ import keras
 import numpy as np
 
 from lib.backbones.imagenet import top_k
+from lib.engine import LITERT, ForwardResult, open_forward
 from lib.errors import TransferLabError
 from lib.images import EVAL_CROP_PADDING, load_image
 
@@ -69,11 +73,103 @@ class FilePrediction:
         name: what the person calls the file (its name or path).
         top: `{"index", "label", "prob"}` rows, best first; None when the file failed.
         error: why the file could not be read ("" when it was predicted).
+        engine: the engine that ran the model (`"litert"` or `"tf"`; "" when nothing ran).
     """
 
     name: str
     top: list[dict] | None
     error: str = ""
+    engine: str = ""
+
+
+@dataclass(frozen=True)
+class EngineParts:
+    """A classifier split for `lib.engine`: `finish(engine(core, pool)(pixels))` = probabilities.
+
+    Attributes:
+        core: what the engine runs: a TransferLab classifier's body, or the whole model when it is
+            not body + head (an ImageNet classifier).
+        pool: whether the engine averages the core's feature map (the head's own first step).
+        finish: `fn(core outputs) -> float32 probabilities`, in Keras (the head after its pooling,
+            then softmax); the identity for a whole model.
+    """
+
+    core: keras.Model
+    pool: bool
+    finish: Callable[[np.ndarray], np.ndarray]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32 (shifted by each row's max, so it cannot overflow)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def split_for_engine(model: keras.Model) -> EngineParts:
+    """Splits a classifier into what the inference engine runs and what Keras finishes.
+
+    A TransferLab classifier's body runs on the engine, pooled there when its head starts with
+    global average pooling (so it is the very `.tflite` feature extraction converted); the rest of
+    the head and the softmax run in Keras. Any other model runs whole on the engine.
+
+    Args:
+        model: pixels (B, S, S, 3) in [0, 255] -> probabilities (B, C).
+
+    Returns:
+        `EngineParts`.
+    """
+    from lib.models import POOL_NAME, classifier_parts
+
+    try:
+        body, head = classifier_parts(model)
+    except TransferLabError:
+        return EngineParts(model, False, lambda outputs: np.asarray(outputs, np.float32))
+    pool = any(layer.name == POOL_NAME for layer in head.layers)
+    # The head after its pooling layer: pooled features (B, C) -> logits (B, K), same weights.
+    tail = keras.Model(head.get_layer(POOL_NAME).output, head.outputs[0]) if pool else head
+    return EngineParts(body, pool, lambda features: softmax(tail(features, training=False)))
+
+
+def classify_batches(model: keras.Model, inputs: np.ndarray | Iterable, *,
+                     batch_size: int = PREDICT_BATCH, engine: str | None = None) -> ForwardResult:
+    """Probabilities of a classifier over batches, on LiteRT where it can run (see `lib.engine`).
+
+    Args:
+        model: pixels (B, S, S, 3) in [0, 255] -> probabilities (B, C); only read.
+        inputs: as in `predict_batches`: an array `(N, S, S, 3)` or an iterable of batches.
+        batch_size: rows per call when `inputs` is an array. Defaults to `PREDICT_BATCH`.
+        engine: `"tf"`, `"litert"` or None (the environment, else LiteRT with TensorFlow as the
+            fallback). Defaults to None.
+
+    Returns:
+        A `ForwardResult` whose `features` are float32 probabilities `(N, C)`, with the engine
+        that ran (TensorFlow runs the whole model, today's `predict_batches`).
+
+    Raises:
+        TransferLabError: an unknown engine, or `litert` forced and unavailable.
+    """
+    if batch_size < 1:
+        raise ValueError(f"Received `batch_size={batch_size}`; use 1 or more.")
+    start = time.perf_counter()
+    parts = split_for_engine(model)
+    with open_forward(parts.core, engine=engine, pool=parts.pool, name=parts.core.name) as forward:
+        if forward.engine != LITERT:
+            probs = predict_batches(model, inputs, batch_size)
+        else:
+            if isinstance(inputs, np.ndarray):
+                batches: Iterable = (inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size))
+            else:
+                batches = (b[0] if isinstance(b, tuple | list) else b for b in inputs)
+            out = [parts.finish(forward(_as_array(batch))) for batch in batches]
+            probs = (np.concatenate(out) if out
+                     else np.zeros((0, *model.outputs[0].shape[1:]), dtype=np.float32))
+    return ForwardResult(probs, forward.engine, forward.fallback_reason, forward.threads,
+                         time.perf_counter() - start)
+
+
+def _as_array(pixels) -> np.ndarray:
+    return np.asarray(pixels.numpy() if hasattr(pixels, "numpy") else pixels, dtype=np.float32)
 
 
 def load_classifier(*, backbone: str | None = None, run: str | Path | None = None,
@@ -164,19 +260,31 @@ def predict_batches(model: keras.Model, inputs: np.ndarray | Iterable,
     return np.concatenate(out, axis=0)
 
 
-def predict_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
-    """Runs a classifier on pixels.
+def predict_probabilities(model: keras.Model, images: np.ndarray, *,
+                          engine: str | None = None) -> np.ndarray:
+    """Runs a classifier on pixels (`classify_batches`, which also says which engine ran).
 
     Args:
         model: any TransferLab classifier (pixels in [0, 255] -> probabilities).
         images: float32 array `(N, S, S, 3)` of pixels in [0, 255].
+        engine: `"tf"`, `"litert"` or None (LiteRT, else TensorFlow). Defaults to None.
 
     Returns:
         Probabilities, shape `(N, num_classes)`.
     """
+    return classify_images(model, images, engine=engine).features
+
+
+def classify_images(model: keras.Model, images: np.ndarray, *,
+                    engine: str | None = None) -> ForwardResult:
+    """`predict_probabilities`, returning the `ForwardResult` (probabilities + the engine that ran).
+
+    Raises:
+        ValueError: images not shaped `(N, S, S, 3)`.
+    """
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"Received images of shape {images.shape}; expected (N, S, S, 3).")
-    return predict_batches(model, images, PREDICT_BATCH)
+    return classify_batches(model, images, batch_size=PREDICT_BATCH, engine=engine)
 
 
 def input_size_of(model: keras.Model) -> int:
@@ -186,7 +294,7 @@ def input_size_of(model: keras.Model) -> int:
 
 def predict_files(
     model: keras.Model, labels: Sequence[str], sources: Sequence[str | Path | bytes], k: int = 5,
-    *, crop_padding: int | None = None,
+    *, crop_padding: int | None = None, engine: str | None = None,
 ) -> list[list[dict]]:
     """Loads images (shorter side resized, centre crop) and returns the top-k of each.
 
@@ -197,6 +305,7 @@ def predict_files(
         k: classes per image. Defaults to 5.
         crop_padding: None for the plain crop, or the evaluation crop's margin
             (`LoadedClassifier.crop_padding`). Defaults to None.
+        engine: as in `classify_batches`. Defaults to None (LiteRT, else TensorFlow).
 
     Returns:
         One list of `{"index", "label", "prob"}` per image.
@@ -206,13 +315,14 @@ def predict_files(
     """
     size = input_size_of(model)
     batch = np.stack([load_image(s, size, crop_padding=crop_padding) for s in sources])
-    probs = predict_probabilities(model, batch)
+    probs = predict_probabilities(model, batch, engine=engine)
     return [top_k(p, labels, k) for p in probs]
 
 
 def predict_each(
     model: keras.Model, labels: Sequence[str], sources: Sequence[str | Path | bytes],
     names: Sequence[str] | None = None, k: int = 5, *, crop_padding: int | None = None,
+    engine: str | None = None,
 ) -> list[FilePrediction]:
     """`predict_files` for files a person hands in: each file that cannot be read gets its reason,
     and the others are predicted all the same.
@@ -225,9 +335,10 @@ def predict_each(
             "image N" for bytes.
         k: classes per image. Defaults to 5.
         crop_padding: as in `predict_files`. Defaults to None.
+        engine: as in `classify_batches`. Defaults to None (LiteRT, else TensorFlow).
 
     Returns:
-        One `FilePrediction` per source, in order.
+        One `FilePrediction` per source, in order, each saying which engine ran.
     """
     if names is not None and len(names) != len(sources):
         raise ValueError(f"Received {len(names)} names for {len(sources)} sources.")
@@ -242,8 +353,11 @@ def predict_each(
         except TransferLabError as e:
             errors[i] = str(e)
     tops: dict[int, list[dict]] = {}
+    engine_ran = ""
     if pixels:
         order = sorted(pixels)
-        probs = predict_probabilities(model, np.stack([pixels[i] for i in order]))
-        tops = {i: top_k(p, labels, k) for i, p in zip(order, probs, strict=True)}
-    return [FilePrediction(name, tops.get(i), errors.get(i, "")) for i, name in enumerate(names)]
+        run = classify_images(model, np.stack([pixels[i] for i in order]), engine=engine)
+        engine_ran = run.engine
+        tops = {i: top_k(p, labels, k) for i, p in zip(order, run.features, strict=True)}
+    return [FilePrediction(name, tops.get(i), errors.get(i, ""), engine_ran if i in tops else "")
+            for i, name in enumerate(names)]

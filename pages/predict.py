@@ -64,7 +64,8 @@ else:
                                    [name for name, _ in images], k=TOP_K,
                                    crop_padding=loaded.crop_padding)
         random_weights_warning(loaded, "its ImageNet predictions are meaningless")
-        st.caption(f"Predictions from {describe(loaded)}.")
+        engine = {"litert": "LiteRT", "tf": "TensorFlow"}.get(next((r.engine for r in results if r.engine), ""), "")
+        st.caption(f"Predictions from {describe(loaded)}" + (f", run on {engine}." if engine else "."))
         results_section(images, results)
     except TransferLabError as e:
         st.error(str(e))

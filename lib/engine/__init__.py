@@ -16,6 +16,12 @@ from lib.engine.forward import (  # noqa: F401
     open_forward,
     resolve_engine,
 )
-from lib.engine.litert import EngineUnavailable, cached_tflite, engine_key  # noqa: F401
+from lib.engine.litert import (  # noqa: F401
+    EngineUnavailable,
+    LiteRTPool,
+    LiteRTRunner,
+    cached_tflite,
+    engine_key,
+)
 from lib.engine.threads import ThreadBudget, available_cores, thread_budget  # noqa: F401
 from lib.engine.timing import time_forward  # noqa: F401

@@ -2,7 +2,12 @@
 
     with open_forward(body) as forward:     # converts once (cached), leases threads
         features = forward(pixels)           # (B, S, S, 3) in [0, 255] -> (B, D)
+        features = forward.map(paths, load)  # load(path) -> (S, S, 3) on the engine's workers
         forward.engine                       # "litert" or "tf": which engine ran
+
+LiteRT runs as a `LiteRTPool`: one single-thread interpreter per leased core, one image per
+invoke, and `map` decodes on the same workers, so decoding never competes with an interpreter
+for a core (see `LiteRTPool` for why this beats one interpreter with every thread).
 
     result = forward_batches(body, batches)  # the same over an iterable of batches
     result.features, result.engine, result.fallback_reason
@@ -17,14 +22,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
 
-from lib.engine.litert import EngineUnavailable, LiteRTRunner, cached_tflite
+from lib.engine.litert import EngineUnavailable, LiteRTPool, cached_tflite
 from lib.engine.threads import thread_budget
 from lib.errors import TransferLabError
 
@@ -32,6 +38,8 @@ ENGINE_ENV = "TRANSFERLAB_ENGINE"
 TF = "tf"
 LITERT = "litert"
 ENGINES = (TF, LITERT)
+# Images per TensorFlow call when `Forward.map` loads images itself (LiteRT runs one per invoke).
+MAP_BATCH = 32
 
 BatchDone = Callable[[int], None]
 
@@ -86,7 +94,11 @@ def build_tf_forward(body: keras.Model, pool: bool = True) -> Callable[[np.ndarr
 
 
 class Forward:
-    """A callable forward pass with the facts of how it runs (`engine`, `threads`, `fallback_reason`)."""
+    """A callable forward pass with the facts of how it runs (`engine`, `threads`, `fallback_reason`).
+
+    `forward(pixels)` runs a batch; `forward.map(items, load)` loads and runs many images, on the
+    LiteRT workers when LiteRT runs (decoding overlaps the other workers' invokes).
+    """
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], engine: str, *,
                  threads: int | None = None, fallback_reason: str = "") -> None:
@@ -97,6 +109,29 @@ class Forward:
 
     def __call__(self, pixels) -> np.ndarray:
         return self._fn(pixels)
+
+    def map(self, items: Sequence, load: Callable[[Any], np.ndarray],
+            on_done: Callable[[int], None] | None = None) -> np.ndarray:
+        """Runs `load(item)` pixels `(S, S, 3)` through the model for every item, in order.
+
+        Args:
+            items: what `load` takes (file paths, records).
+            load: `fn(item) -> float32 (S, S, 3)` in [0, 255].
+            on_done: `fn(n_images)` on the calling thread after each group of images; it may
+                raise to stop the pass. Defaults to None.
+
+        Returns:
+            float32 `(N, ...)`, row i for `items[i]`.
+        """
+        if isinstance(self._fn, LiteRTPool):
+            return self._fn.map(items, load, on_done)
+        parts = []
+        for start in range(0, len(items), MAP_BATCH):
+            pixels = np.stack([load(item) for item in items[start : start + MAP_BATCH]])
+            parts.append(self._fn(pixels))
+            if on_done is not None:
+                on_done(len(pixels))
+        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
 @contextmanager
@@ -132,13 +167,16 @@ def open_forward(body: keras.Model, *, engine: str | None = None, pool: bool = T
         return
     with thread_budget().lease(threads) as n_threads:
         try:
-            runner = LiteRTRunner(model_path, n_threads)
+            runner = LiteRTPool(model_path, n_threads)
         except EngineUnavailable as e:
             if wanted == LITERT:
                 raise TransferLabError(f"The LiteRT engine was asked for but cannot run: {e}") from e
             yield Forward(build_tf_forward(body, pool), TF, fallback_reason=str(e))
             return
-        yield Forward(runner, LITERT, threads=n_threads)
+        try:
+            yield Forward(runner, LITERT, threads=n_threads)
+        finally:
+            runner.close()
 
 
 def _as_numpy(pixels) -> np.ndarray:

@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import queue
 import re
 import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -32,6 +37,12 @@ POOL_NAME = "engine_pool"
 TFLITE_SUFFIX = ".tflite"
 FAILED_SUFFIX = ".failed.txt"
 LOCK_SUFFIX = ".lock"
+# Images per task of `LiteRTPool.map`: small enough that progress and stop come often, big
+# enough that scheduling costs nothing next to ~10 ms per image.
+MAP_CHUNK = 8
+# Each interpreter holds its own packed copy of the weights: a pool keeps at most this many bytes
+# of model files in interpreters (a big backbone on many cores gets fewer, multi-thread ones).
+POOL_MODEL_BYTES = 512 * 2**20
 
 
 class EngineUnavailable(Exception):
@@ -184,3 +195,95 @@ class LiteRTRunner:
         self.interpreter.set_tensor(self._input, pixels)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._output).copy()
+
+
+class LiteRTPool:
+    """Runs a `.tflite` model on one single-thread interpreter per thread, one image per invoke.
+
+    Why not one interpreter with every thread: XNNPACK splits each operator across its threads and
+    waits for all of them at the end of every operator (about a hundred per image), so a thread
+    that loses its core (to image decoding, another job, another process) stalls the others. One
+    single-thread interpreter per core has no such barrier, and one image per invoke keeps each
+    layer's activations in cache (the least CPU per image here: `bench/inference_engines.py`).
+    Batches smaller than the pool go to one interpreter with every thread (lowest latency). A
+    model so big that `threads` copies of it would pass `POOL_MODEL_BYTES` gets fewer
+    interpreters, each with several threads.
+
+    Not thread-safe itself (make one per pass); it runs its own worker threads.
+
+    Args:
+        model_path: a `.tflite` file with one float32 input and one output.
+        threads: threads in all (interpreters x threads each), at least 1.
+
+    Raises:
+        EngineUnavailable: `ai-edge-litert` is not installed or the file does not load.
+    """
+
+    def __init__(self, model_path: Path, threads: int) -> None:
+        if threads < 1:
+            raise ValueError(f"Received `threads={threads}`; a pool needs at least one.")
+        self.model_path = model_path
+        self.threads = threads
+        size = max(1, Path(model_path).stat().st_size)
+        self.workers = max(1, min(threads, POOL_MODEL_BYTES // size))
+        self._free: queue.SimpleQueue[LiteRTRunner] = queue.SimpleQueue()
+        for _ in range(self.workers):
+            self._free.put(LiteRTRunner(model_path, threads // self.workers))
+        self._latency: LiteRTRunner | None = None
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="litert")
+
+    def close(self) -> None:
+        """Stops the worker threads (pending work is cancelled)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """Runs one batch: float32 `(B, S, S, 3)` in [0, 255] -> float32 `(B, ...)`."""
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if len(pixels) < self.workers:  # too few images to share out: one interpreter, all threads
+            if self._latency is None:
+                self._latency = LiteRTRunner(self.model_path, self.threads)
+            return self._latency(pixels)
+        return self.map(range(len(pixels)), lambda i: pixels[i])
+
+    def map(self, items: Sequence, load: Callable[[Any], np.ndarray],
+            on_done: Callable[[int], None] | None = None, chunk: int = MAP_CHUNK) -> np.ndarray:
+        """Loads and runs every item on the worker threads; returns the outputs in item order.
+
+        Args:
+            items: anything `load` takes (file paths, indices).
+            load: `fn(item) -> float32 (S, S, 3)` pixels; runs on the worker threads.
+            on_done: `fn(n_items)` on the calling thread as chunks finish; it may raise to stop
+                (the remaining chunks are dropped and the exception propagates). Defaults to None.
+            chunk: items per task. Defaults to `MAP_CHUNK`.
+
+        Returns:
+            float32 `(N, ...)`, row i for `items[i]`.
+        """
+        items = list(items)
+        out: list[np.ndarray | None] = [None] * len(items)
+        stop = threading.Event()
+
+        def run_chunk(start: int) -> int:
+            runner = self._free.get()
+            try:
+                for i in range(start, min(start + chunk, len(items))):
+                    if stop.is_set():
+                        break
+                    out[i] = runner(load(items[i])[None])[0]  # (1, S, S, 3) -> (...)
+            finally:
+                self._free.put(runner)
+            return min(chunk, len(items) - start)
+
+        futures = [self._executor.submit(run_chunk, s) for s in range(0, len(items), chunk)]
+        try:
+            for future in as_completed(futures):
+                n = future.result()
+                if on_done is not None:
+                    on_done(n)
+        except BaseException:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            raise
+        return np.stack(out) if out else np.zeros((0,), np.float32)
