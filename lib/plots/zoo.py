@@ -41,6 +41,7 @@ DISPLAY_COLUMNS = {
     "latency_ms_b32_litert": "ms/img b32 (LiteRT)",
     "throughput_b32_litert": "img/s b32 (LiteRT)",
     "peak_mem_mb": "Peak mem (MB)",
+    "device": "Timed on",
     "weights": "Weights",
     "feature_dim": "Feature dim",
 }
