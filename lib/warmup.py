@@ -81,12 +81,9 @@ def configure_server_process() -> dict:
 
 def is_streamlit_server() -> bool:
     """True in a `streamlit run` process (not in tests driving the app with AppTest, nor the CLI)."""
-    # Streamlit rewrites sys.argv to the script's; __main__ is still its CLI (`streamlit` or
-    # `python -m streamlit`), where under pytest it is pytest's.
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    return (getattr(spec, "name", "") or "").startswith("streamlit") or \
-        os.path.basename(getattr(main, "__file__", "") or "") == "streamlit"
+    # `streamlit run` starts through its bootstrap module; AppTest runs scripts without it. (Not
+    # `__main__`: while a script runs, Streamlit puts the script's own module there.)
+    return "streamlit.web.bootstrap" in sys.modules
 
 
 def import_engine() -> None:
