@@ -101,4 +101,8 @@ def main() -> None:
     page.run()
 
 
-main()
+# Streamlit runs this file as __main__. A Dask LocalCluster (TRANSFERLAB_SCHEDULER=local) spawns its
+# worker processes with multiprocessing, which imports the parent's main file as __mp_main__: the
+# guard keeps them from running the app.
+if __name__ == "__main__":
+    main()

@@ -1,25 +1,39 @@
-"""The team load bench, embedded-threads half (issue 10): many sessions train at once on one server.
+"""The team load bench (issue 10): many sessions train at once on one front-end, in two modes.
 
 On one real `streamlit run` server (127.0.0.1 only), `--sessions` headless Chromium sessions each
 open Train and click "Start training" at the same moment (a barrier), on the built-in data, and stay
 on the Train page watching their live charts. Meanwhile an observer session loads every page in turn.
-The bench ends when every job has finished or after `--timeout` seconds, whichever comes first.
+A mode ends when every job has finished or after `--timeout` seconds, whichever comes first.
 
-It reports: jobs finished (runs whose status is done or stopped), exceptions (exception boxes or
-tracebacks on any session's page, and tracebacks in the server log), the observer's page render
-times (median and max; a render that never came counts as the render timeout), the peak RSS of the
-server process, and the head's epoch times read from the run folders (median and max). With
-`--py-spy SECONDS` it also samples the server with py-spy while the jobs run and lists the top
-frames (own samples and total samples), which is how the server's time was found (issue 14).
+Modes (`--mode`, default both, one fresh server and run store each):
+* `embedded`: jobs are threads in the web process (`TRANSFERLAB_SCHEDULER` unset), with
+  `--max-jobs` server job slots;
+* `dask`: the server runs with `TRANSFERLAB_SCHEDULER=local`, so the job backend starts a
+  `LocalCluster` of worker processes (`--workers`, `TRANSFERLAB_LOCAL_WORKERS`) and the web process
+  only submits, polls and renders. Needs issue 10's `lib/jobs` package; skipped (with the reason)
+  where it is missing.
 
-Targets (issue 14): every job finishes, observer renders < 3 s.
-Writes bench/results/team_load.json. Run: `python bench/team_load.py` (bounded by `--timeout`).
+Per mode it reports: jobs finished (runs whose status is done or stopped), exceptions (exception
+boxes or tracebacks on any session's page, and tracebacks in the server log), the observer's page
+render times (median and max; a render that never came counts as the render timeout), the peak RSS
+of the web process alone, the peak of its child processes together (the Dask workers; in embedded
+mode only short-lived helpers), and the head's epoch times read from the run folders (median and
+max). With `--py-spy SECONDS` it also samples the web process with py-spy while the jobs run and
+lists the top frames (own samples and total samples), which is how the server's time was found
+(issue 14).
+
+Targets (issues 10, 14): 8 of 8 jobs finish in both modes, 0 exceptions, observer renders < 3 s.
+Writes bench/results/team_load.json. Run: `python bench/team_load.py` (bounded by `--timeout` per
+mode); `--smoke --mode embedded` checks the script in a few minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import importlib.util
+import json
 import statistics
 import subprocess
 import sys
@@ -51,6 +65,7 @@ RENDER_TIMEOUT_S = 120.0  # an observer render that takes longer counts as this 
 SAMPLE_RSS_S = 0.5
 TOP_FRAMES = 15
 FINISHED = ("done", "stopped")
+MODES = ("embedded", "dask")
 
 
 def server_pid(port: int) -> int | None:
@@ -64,16 +79,35 @@ def server_pid(port: int) -> int | None:
 
 
 def sample_rss(pid: int, stop: threading.Event, peak: list[float]) -> None:
-    """Keeps `peak[0]` at the highest RSS (MB) of `pid` seen until `stop` is set."""
+    """Keeps `peak[0]` at the highest RSS (MB) of `pid` alone, and `peak[1]` at the highest sum of
+    its descendants' RSS (the Dask workers), until `stop` is set."""
     import psutil
 
     proc = psutil.Process(pid)
     while not stop.is_set():
         try:
             peak[0] = max(peak[0], proc.memory_info().rss / 2**20)
+            children = 0.0
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # a worker may exit between the calls
+                    children += child.memory_info().rss / 2**20
+            peak[1] = max(peak[1], children)
         except psutil.Error:
             return
         stop.wait(SAMPLE_RSS_S)
+
+
+def dask_missing() -> str | None:
+    """Why the Dask mode cannot run here, or None."""
+    try:
+        found = importlib.util.find_spec("lib.jobs.dask_backend") is not None
+    except ModuleNotFoundError:  # lib.jobs is still the one-module embedded backend
+        found = False
+    if not found:
+        return "lib/jobs (issue 10's job backend with TRANSFERLAB_SCHEDULER=local) is not on this branch"
+    if importlib.util.find_spec("distributed") is None:
+        return "distributed is not installed"
+    return None
 
 
 def open_train(driver, url: str, epochs: int) -> None:
@@ -108,23 +142,37 @@ def observer_loop(driver, url: str, stop: threading.Event, times: list[dict]) ->
 
 
 def run_folders(runs_root: Path) -> list[dict]:
-    """Each run's status and its epoch seconds, from the run folders."""
+    """Each run's status and its epoch seconds, from the run folders.
+
+    A job that failed before training began has no `status.json` yet; its `job.json` (the Dask
+    backend's job state) then says so.
+    """
     from lib.runs import read_history, read_status
 
     rows = []
     for run_dir in sorted(p for p in runs_root.glob("*") if p.is_dir()):
         history = read_history(run_dir)
         seconds = [float(s) for s in history.get("seconds", [])] if not history.empty else []
-        rows.append({"run": run_dir.name, "status": read_status(run_dir).get("status"),
-                     "epoch_seconds": seconds})
+        status = read_status(run_dir).get("status")
+        job_file = run_dir / "job.json"
+        if job_file.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                job = json.loads(job_file.read_text())
+                if job.get("status") in ("failed", "interrupted") or status is None:
+                    status = job.get("status")
+        rows.append({"run": run_dir.name, "status": status, "epoch_seconds": seconds})
     return rows
 
 
-def py_spy_top(pid: int, seconds: int, out: Path) -> dict:
-    """Samples `pid` with `py-spy record` for `seconds`; the top frames by own and total samples."""
+def py_spy_top(pid: int, seconds: int, out: Path, *, gil: bool = False) -> dict:
+    """Samples `pid` with `py-spy record` for `seconds`; the top frames by own and total samples.
+
+    `gil`: only samples of the thread holding the GIL (what keeps the page thread waiting).
+    """
     raw = out / "py-spy.txt"
     cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
-           "--format", "raw", "--output", str(raw), "--threads", "--nonblocking"]
+           "--format", "raw", "--output", str(raw), "--threads", "--nonblocking",
+           *(["--gil"] if gil else [])]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0 or not raw.is_file():
         return {"error": (done.stderr or done.stdout)[-500:]}
@@ -147,18 +195,23 @@ def py_spy_top(pid: int, seconds: int, out: Path) -> dict:
             "top_total": [[f, round(c / max(1, samples), 3)] for f, c in total.most_common(TOP_FRAMES)]}
 
 
-def run(args: argparse.Namespace) -> dict:
-    workdir = Path(tempfile.mkdtemp(prefix="transferlab-team-load-"))
+def run(args: argparse.Namespace, mode: str) -> dict:
+    """One mode: a fresh server and run store, the sessions' trainings and the observer."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"transferlab-team-load-{mode}-"))
     runs_root = workdir / "runs"
     env = {"TRANSFERLAB_DEFAULT_BACKBONE": args.backbone, "TRANSFERLAB_DEFAULT_DATA": args.data,
-           "TRANSFERLAB_RUNS": str(runs_root), "TRANSFERLAB_MAX_JOBS": str(args.max_jobs)}
-    result: dict = {"sessions": args.sessions, "epochs": args.epochs, "backbone": args.backbone,
-                    "data": args.data, "max_jobs": args.max_jobs, "timeout_s": args.timeout,
+           "TRANSFERLAB_RUNS": str(runs_root), "TRANSFERLAB_MAX_JOBS": str(args.max_jobs),
+           "TRANSFERLAB_SCHEDULER": "local" if mode == "dask" else ""}
+    if mode == "dask":
+        env["TRANSFERLAB_LOCAL_WORKERS"] = str(args.workers)
+    result: dict = {"mode": mode, "sessions": args.sessions, "epochs": args.epochs,
+                    "backbone": args.backbone, "data": args.data, "max_jobs": args.max_jobs,
+                    "workers": args.workers if mode == "dask" else None, "timeout_s": args.timeout,
                     "load_average_at_start": common.load_average()}
     drivers = []
     with streamlit_server(env, workdir / "server.log") as url:
         pid = server_pid(int(url.rsplit(":", 1)[1]))
-        peak = [0.0]
+        peak = [0.0, 0.0]
         stop = threading.Event()
         sampler = threading.Thread(target=sample_rss, args=(pid, stop, peak), daemon=True)
         sampler.start()
@@ -189,7 +242,7 @@ def run(args: argparse.Namespace) -> dict:
             watcher.start()
             if args.py_spy:
                 time.sleep(min(20, args.py_spy))  # past the start, into the epochs
-                result["py_spy"] = py_spy_top(pid, args.py_spy, workdir)
+                result["py_spy"] = py_spy_top(pid, args.py_spy, workdir, gil=args.py_spy_gil)
             while time.perf_counter() - started < args.timeout:
                 rows = run_folders(runs_root)
                 if len(rows) >= len(sessions) and all(r["status"] in FINISHED for r in rows):
@@ -218,6 +271,7 @@ def run(args: argparse.Namespace) -> dict:
         "observer_median_s": round(statistics.median(render_s), 2) if render_s else None,
         "observer_max_s": round(max(render_s), 2) if render_s else None,
         "peak_rss_mb": round(peak[0], 1),
+        "children_peak_rss_mb": round(peak[1], 1),
         "epoch_median_s": round(statistics.median(epochs), 3) if epochs else None,
         "epoch_max_s": round(max(epochs), 3) if epochs else None,
         "later_epoch_median_s": round(statistics.median(later), 3) if later else None,
@@ -229,8 +283,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def print_summary(result: dict) -> None:
-    print(f"TransferLab team load: {result['sessions']} sessions x {result['epochs']} epochs, "
-          f"backbone {result['backbone']}, data {result['data']}, {result['max_jobs']} job slots, "
+    if "skipped" in result:
+        print(f"[{result['mode']}] skipped: {result['skipped']}")
+        return
+    where = (f"{result['workers']} Dask worker processes" if result["mode"] == "dask"
+             else f"{result['max_jobs']} job slots")
+    print(f"[{result['mode']}] TransferLab team load: {result['sessions']} sessions x "
+          f"{result['epochs']} epochs, backbone {result['backbone']}, data {result['data']}, {where}, "
           f"load average {result['load_average_at_start']:.1f} at start")
     print(f"jobs finished {result['jobs_finished']}/{result['sessions']} "
           f"(started {result['jobs_started']}) in {result['wall_s']} s")
@@ -240,7 +299,8 @@ def print_summary(result: dict) -> None:
     print(f"head epoch median {result['epoch_median_s']} s, max {result['epoch_max_s']} s; "
           f"after each job's first epoch: median {result['later_epoch_median_s']} s, "
           f"max {result['later_epoch_max_s']} s")
-    print(f"peak server RSS {result['peak_rss_mb']} MB")
+    print(f"peak RSS: web process {result['peak_rss_mb']} MB; its child processes together "
+          f"{result['children_peak_rss_mb']} MB")
     spy = result.get("py_spy")
     if spy:
         if "error" in spy:
@@ -263,6 +323,12 @@ def main() -> int:
     p.add_argument("--max-jobs", type=int, default=2, help="TRANSFERLAB_MAX_JOBS (default 2)")
     p.add_argument("--timeout", type=float, default=900, help="seconds before giving up (900)")
     p.add_argument("--py-spy", type=int, default=0, help="sample the server for N seconds")
+    p.add_argument("--py-spy-gil", action="store_true",
+                   help="with --py-spy: only the thread holding the GIL")
+    p.add_argument("--mode", choices=(*MODES, "both"), default="both",
+                   help="embedded threads, a local Dask cluster, or both in turn (default both)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="Dask worker processes in dask mode (TRANSFERLAB_LOCAL_WORKERS, default 2)")
     args = p.parse_args()
     if args.smoke:
         args.sessions, args.epochs, args.timeout, args.backbone = 2, 2, 300, "tiny_random"
@@ -270,9 +336,13 @@ def main() -> int:
     if reason:
         return common.skip(reason)
     common.prepare()
-    result = run(args)
-    print_summary(result)
-    print(f"wrote {common.write_results('team_load', result, smoke=args.smoke)}")
+    modes = MODES if args.mode == "both" else (args.mode,)
+    results = {}
+    for mode in modes:
+        reason = dask_missing() if mode == "dask" else None
+        results[mode] = {"mode": mode, "skipped": reason} if reason else run(args, mode)
+        print_summary(results[mode])
+    print(f"wrote {common.write_results('team_load', {'modes': results}, smoke=args.smoke)}")
     return 0
 
 

@@ -183,3 +183,21 @@ def test_the_zoo_times_litert_beside_tensorflow():
         assert timing["engine"] == "litert" and timing["throughput_ips"] > 0
     flat = zoo.flatten_row(row)
     assert flat["latency_ms_b1_litert"] > 0 and flat["throughput_b32_litert"] > 0
+
+
+def test_timings_say_where_they_ran():
+    import tensorflow as tf
+
+    from lib.zoo.measure import NO_GPU, timing_device
+
+    fp = _fake_fingerprint("test CPU D")
+    row = zoo.measure_zoo(["tiny_zoo_test"], (1,), fingerprint=fp, **FAST)["rows"]["tiny_zoo_test"]
+    flat = zoo.zoo_table(["tiny_zoo_test"], fingerprint=fp)["rows"][0]
+    if tf.config.list_physical_devices("GPU"):
+        assert (row["device"], flat["device"]) == ("GPU", "GPU") and row["gpu"] != NO_GPU
+    else:  # a CPU-only machine says so in every row
+        assert (row["device"], row["gpu"]) == ("CPU", NO_GPU)
+        assert (flat["device"], flat["gpu"]) == ("CPU", NO_GPU)
+    assert timing_device([]) == {"device": "CPU", "gpu": NO_GPU, "tf_device": "/CPU:0"}
+    gpu = timing_device([tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")])
+    assert gpu["device"] == "GPU" and gpu["tf_device"] == "/GPU:0" and gpu["gpu"]

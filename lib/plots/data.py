@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from lib.plots.text import plot_text, plot_texts
+
 BAR_COLOR = "#2563eb"
 SPLIT_COLORS = {"train": "#2563eb", "val": "#f59e0b", "test": "#10b981"}
 # The grid shows at most this many classes, so a 100-class set does not draw 600 thumbnails.
@@ -27,7 +29,7 @@ def make_class_count_figure(counts: dict[str, int]) -> go.Figure:
     Returns:
         A Plotly bar chart, classes in the given order.
     """
-    names = [str(name) for name in counts]
+    names = plot_texts(counts)
     values = [int(v) for v in counts.values()]
     fig = go.Figure(
         go.Bar(
@@ -87,9 +89,9 @@ def make_sample_grid_figure(
     for r, (name, images) in enumerate(rows, start=1):
         for c, image in enumerate(images[:cols], start=1):
             fig.add_trace(
-                go.Image(source=thumbnail_uri(image), name=str(name), hoverinfo="name"), r, c
+                go.Image(source=thumbnail_uri(image), name=plot_text(name), hoverinfo="name"), r, c
             )
-        fig.update_yaxes(title_text=str(name), row=r, col=1)
+        fig.update_yaxes(title_text=plot_text(name), row=r, col=1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_layout(
@@ -116,11 +118,11 @@ def make_split_count_figure(table: dict[str, dict[str, int]]) -> go.Figure:
             continue
         fig.add_trace(
             go.Bar(
-                name=part,
-                x=list(per_class),
+                name=plot_text(part),
+                x=plot_texts(per_class),
                 y=list(per_class.values()),
                 marker_color=SPLIT_COLORS.get(part),
-                hovertemplate=f"{part} %{{x}}: %{{y}}<extra></extra>",
+                hovertemplate="%{fullData.name} %{x}: %{y}<extra></extra>",
             )
         )
     fig.update_layout(

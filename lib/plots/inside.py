@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from lib.plots.text import plot_text, plot_texts
+
 BEFORE_COLOR = "#2563eb"
 AFTER_COLOR = "#dc2626"
 TARGET_COLOR = "#16a34a"
@@ -16,7 +18,7 @@ SETTING_COLORS = ("#94a3b8", "#2563eb", "#f59e0b", "#16a34a")
 
 
 def _bar_trace(top: Sequence[dict], color: str, highlight: int | None) -> go.Bar:
-    labels = [str(t["label"]) for t in reversed(top)]
+    labels = plot_texts(t["label"] for t in reversed(top))
     probs = [100.0 * float(t["prob"]) for t in reversed(top)]
     colors = [TARGET_COLOR if highlight is not None and t["index"] == highlight else color
               for t in reversed(top)]
@@ -67,7 +69,8 @@ def make_robustness_figure(eps: Sequence[float], robust_accuracy: Sequence[float
         fig.add_trace(go.Scatter(x=list(eps), y=[100 * s for s in success_rate],
                                  mode="lines+markers", name="attack success",
                                  line={"color": AFTER_COLOR, "dash": "dot"}))
-    fig.update_layout(title=title or None, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 40},
+    fig.update_layout(title=plot_text(title) if title else None, height=320,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 40},
                       xaxis={"title": "eps (pixel units, 0-255)"},
                       yaxis={"title": "% of images", "range": [0, 102]},
                       legend={"orientation": "h", "y": -0.25})
@@ -109,8 +112,8 @@ def make_ideal_curve_figure(probs: Sequence[float], objective: Sequence[float] |
                                  line={"color": OBJECTIVE_COLOR, "dash": "dot"}), secondary_y=True)
         fig.update_yaxes(title_text="objective", secondary_y=True)
     fig.update_yaxes(title_text="probability (%)", range=[0, 102], secondary_y=False)
-    fig.update_layout(title=title or None, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 40},
-                      xaxis={"title": "step"}, legend={"orientation": "h", "y": -0.25})
+    fig.update_layout(title=plot_text(title) if title else None, height=320,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 40}, xaxis={"title": "step"}, legend={"orientation": "h", "y": -0.25})
     return fig
 
 
@@ -130,11 +133,12 @@ def make_transfer_figure(rows: Sequence[dict], title: str = "") -> go.Figure:
     fig = go.Figure()
     for i, setting in enumerate(settings):
         probs = {r["model"]: r["prob"] for r in rows if r["setting"] == setting}
-        fig.add_trace(go.Bar(x=models, y=[100 * probs.get(m, 0.0) for m in models], name=setting,
+        fig.add_trace(go.Bar(x=plot_texts(models), y=[100 * probs.get(m, 0.0) for m in models],
+                             name=plot_text(setting),
                              marker_color=SETTING_COLORS[i % len(SETTING_COLORS)],
                              text=[f"{100 * probs.get(m, 0.0):.0f}%" for m in models],
                              textposition="auto"))
-    fig.update_layout(barmode="group", title=title or None, height=320,
+    fig.update_layout(barmode="group", title=plot_text(title) if title else None, height=320,
                       margin={"l": 10, "r": 10, "t": 40, "b": 40},
                       yaxis={"title": "probability of the class (%)", "range": [0, 102]},
                       legend={"orientation": "h", "y": -0.2})

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from lib.plots.text import plot_text, plot_texts
+
 TRAIN_COLOR = "#2563eb"
 VAL_COLOR = "#f59e0b"
 PHASE_LINE_COLOR = "#6b7280"
@@ -64,9 +66,9 @@ def make_history_figure(history_df: pd.DataFrame, metric: str = "loss",
                                  hovertemplate=f"epoch %{{x}}<br>{name} {metric} %{{y:.4f}}<extra></extra>"))
         if overlay is not None:
             x, y = _curve(overlay, column)
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{overlay_name} {name}",
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{plot_text(overlay_name)} {name}",
                                      line={"color": color, "dash": "dash"},
-                                     hovertemplate=f"epoch %{{x}}<br>{overlay_name} {name} {metric} "
+                                     hovertemplate=f"epoch %{{x}}<br>%{{fullData.name}} {metric} "
                                                    "%{y:.4f}<extra></extra>"))
     start = fine_tune_start(history_df)
     if start is not None:
@@ -124,7 +126,7 @@ def make_confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[
     n = len(classes)
     if matrix.shape != (n, n):
         raise ValueError(f"Received a confusion matrix of shape {matrix.shape} for {n} classes.")
-    names = [str(c) for c in classes]
+    names = plot_texts(classes)  # the page maps a click through customdata, never the names
     customdata = [[[t, p] for p in range(n)] for t in range(n)]
     fig = go.Figure(go.Heatmap(
         z=matrix, x=names, y=names, customdata=customdata, colorscale="Blues", showscale=False,
@@ -153,9 +155,10 @@ def make_runs_overlay_figure(histories: dict[str, pd.DataFrame], metric: str = "
     fig = go.Figure()
     for i, (name, history) in enumerate(histories.items()):
         x, y = _curve(history, metric)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=plot_text(name),
                                  line={"color": RUN_COLORS[i % len(RUN_COLORS)]},
-                                 hovertemplate=f"{name}<br>epoch %{{x}}<br>{metric} %{{y:.4f}}<extra></extra>"))
+                                 hovertemplate=("%{fullData.name}<br>epoch %{x}<br>"
+                                                f"{metric} %{{y:.4f}}<extra></extra>")))
     fig.update_layout(title=LABELS[metric], height=360, margin=MARGIN, xaxis={"title": "epoch"},
                       yaxis={"title": metric}, legend={"orientation": "h", "y": -0.25})
     return fig

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+from lib.plots.text import plot_texts
 from lib.zoo.table import pareto_front
 
 WEIGHT_COLORS = {
@@ -41,6 +42,7 @@ DISPLAY_COLUMNS = {
     "latency_ms_b32_litert": "ms/img b32 (LiteRT)",
     "throughput_b32_litert": "img/s b32 (LiteRT)",
     "peak_mem_mb": "Peak mem (MB)",
+    "device": "Timed on",
     "weights": "Weights",
     "feature_dim": "Feature dim",
 }
@@ -80,7 +82,7 @@ def make_zoo_scatter_figure(rows: Sequence[dict], x: str = "latency_ms_b1", y: s
             continue
         fig.add_trace(go.Scatter(
             x=[r[x] for r in group], y=[r[y] for r in group], mode="markers+text",
-            text=[r["name"] for r in group], textposition="top center", textfont={"size": 10},
+            text=plot_texts(r["name"] for r in group), textposition="top center", textfont={"size": 10},
             name=f"weights {status}",
             marker={"size": [sizes[r["name"]] for r in group], "color": color, "opacity": 0.7,
                     "line": {"width": [3 if r["name"] == selected else 0.5 for r in group],

@@ -30,6 +30,7 @@ from lib.training.callbacks import (
     TrainingStopped,
 )
 from lib.training.config import OPTIMIZERS, SELECTED_BY, TrainConfig
+from lib.training.distribute import even_batches
 
 SGD_MOMENTUM = 0.9
 EVAL_BATCH = 64
@@ -181,12 +182,17 @@ def compile_model(model: keras.Model, config: TrainConfig, learning_rate: float,
         model: what `fit` trains: a head or a logits model (`lib.models.build_logits_model`).
         config: the optimizer and label smoothing.
         learning_rate: the rate.
-        steps_per_execution: batches per compiled call. Defaults to 1.
+        steps_per_execution: batches per compiled call (1 under a distribution strategy).
+            Defaults to 1.
         from_logits: the model outputs logits. Defaults to True; False only for a model that
             ends in a softmax (the loss then reads probabilities).
         optimizer: an optimizer to use instead of a new one at `learning_rate` (fine-tuning's
             two rates and schedule). Defaults to None.
     """
+    if tf.distribute.has_strategy():
+        # Keras 3.15's multi-step loop under MirroredStrategy feeds an unset placeholder
+        # ("You must feed a value for placeholder tensor ... while/cond"): one step per call.
+        steps_per_execution = 1
     model.compile(
         optimizer=optimizer or make_optimizer(config.optimizer, learning_rate),
         loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits,
@@ -268,6 +274,10 @@ def fit_phase(ctx: Context, model: keras.Model, dataset: tf.data.Dataset, *, pha
                               save_checkpoint=save_checkpoint),
         EpochSummaries(ctx.recorder.tensorboard_dir(phase), log.epoch_offset),
     ]
+    if tf.distribute.has_strategy():
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        dataset = even_batches(dataset, replicas)
+        validation_data = None if validation_data is None else even_batches(validation_data, replicas)
     try:
         model.fit(dataset, epochs=epochs, steps_per_epoch=steps, validation_data=validation_data,
                   callbacks=callbacks, shuffle=False, verbose=0)

@@ -54,6 +54,7 @@ from lib.training.config import (
     feature_cache_reason,
     fine_tune_augment,
 )
+from lib.training.distribute import ONE_DEVICE, StrategyChoice, choose_strategy, strategy_scope
 from lib.training.engine import (
     EVAL_BATCH,
     Context,
@@ -98,9 +99,18 @@ def train(config: TrainConfig, *, backbone: Backbone | None = None,
     config = config.validate()
     callbacks = callbacks or TrainCallbacks()
     backbone, dataset, split = load_inputs(config, backbone, dataset, callbacks)
+    # The shared backbone stays outside the scope: it is frozen here, and read, never updated.
+    with strategy_scope(choose_strategy()) as choice:
+        return _train(config, backbone, dataset, split, run_dir, callbacks, stop_event, choice)
+
+
+def _train(config: TrainConfig, backbone: Backbone, dataset: DatasetIndex, split: Split,
+           run_dir: Path | str | None, callbacks: TrainCallbacks, stop_event: threading.Event | None,
+           choice: StrategyChoice) -> TrainResult:
+    """`train` inside the strategy's scope: every model it builds, compiles and fits is distributed."""
     body = build_body(backbone, config.cut)
     recorder = _new_run(config, dataset, split, run_dir, kind="transfer", pretrained=backbone.pretrained,
-                        image_size=backbone.spec.input_size)
+                        image_size=backbone.spec.input_size, choice=choice)
     ctx = Context(config, backbone.pretrained, backbone.spec.input_size, list(dataset.class_names),
                   split, recorder, callbacks, stop_event)
     with recorder:
@@ -183,13 +193,22 @@ def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = None,
     config = replace(result.config, fine_tune_epochs=epochs, unfreeze=unfreeze,
                      unfreeze_from=unfreeze_from, fine_tune_lr_factor=lr_factor,
                      unfreeze_blocks=unfreeze_blocks or result.config.unfreeze_blocks).validate()
+    with strategy_scope(choose_strategy()) as choice:
+        return _fine_tune_result(result, config, choice, callbacks=callbacks, stop_event=stop_event,
+                                 new_run=new_run, run_dir=run_dir)
+
+
+def _fine_tune_result(result: TrainResult, config: TrainConfig, choice: StrategyChoice, *,
+                      callbacks: TrainCallbacks | None, stop_event: threading.Event | None,
+                      new_run: bool, run_dir: Path | str | None) -> TrainResult:
+    """`fine_tune` inside the strategy's scope (the body's trainable copy is built there)."""
     model, unfrozen = unfrozen_copy(result.model, config)  # bad layer settings fail before any write
     source = Path(result.run_dir)
     base, labels, target = runs.read_config(source), None, source
     if new_run or run_dir is not None:
         target, labels = runs.make_run_dir(run_dir, config), list(result.class_names)
         base = {**base, "fine_tuned_from": str(source)}
-    recorder = RunRecorder(target, base, phase=FINE_TUNE, class_names=labels)
+    recorder = RunRecorder(target, {**base, **choice.facts()}, phase=FINE_TUNE, class_names=labels)
     ctx = Context(config, result.pretrained, int(result.model.inputs[0].shape[1]),
                   list(result.class_names), result.split, recorder, callbacks or TrainCallbacks(),
                   stop_event)
@@ -295,6 +314,15 @@ def train_from_scratch(config: TrainConfig, *, dataset: DatasetIndex | None = No
     """
     config = config.validate()
     callbacks = callbacks or TrainCallbacks()
+    # One device: under MirroredStrategy the replicas' all-reduce of this all-trainable network
+    # (BatchNorm training, recalibrated between epochs) fails with a shape mismatch in Keras 3.15.
+    return _train_from_scratch(config, dataset, run_dir, callbacks, stop_event, ONE_DEVICE)
+
+
+def _train_from_scratch(config: TrainConfig, dataset: DatasetIndex | None, run_dir: Path | str | None,
+                        callbacks: TrainCallbacks, stop_event: threading.Event | None,
+                        choice: StrategyChoice) -> TrainResult:
+    """`train_from_scratch`'s steps, on one device."""
     backbone, dataset, split = load_inputs(config, None, dataset, callbacks, random_weights=True)
     body = build_body(backbone, config.cut)
     body.trainable = True
@@ -307,7 +335,8 @@ def train_from_scratch(config: TrainConfig, *, dataset: DatasetIndex | None = No
     head = build_head(tuple(body.outputs[0].shape[1:]), dataset.num_classes, config.head, seed=config.seed)
     size = backbone.spec.input_size
     model = build_classifier(body, head, size, body_inference=False)
-    recorder = _new_run(config, dataset, split, run_dir, kind=SCRATCH, pretrained=False, image_size=size)
+    recorder = _new_run(config, dataset, split, run_dir, kind=SCRATCH, pretrained=False, image_size=size,
+                        choice=choice)
     ctx = Context(config, False, size, list(dataset.class_names), split, recorder, callbacks, stop_event)
     with recorder:
         callbacks.message("Training from scratch (random weights, every layer trainable)…")
@@ -330,9 +359,9 @@ def train_from_scratch(config: TrainConfig, *, dataset: DatasetIndex | None = No
 
 
 def _new_run(config: TrainConfig, dataset: DatasetIndex, split: Split, run_dir: Path | str | None,
-             *, kind: str, pretrained: bool, image_size: int) -> RunRecorder:
+             *, kind: str, pretrained: bool, image_size: int, choice: StrategyChoice) -> RunRecorder:
     """The recorder of a new run folder, with the config and the facts that reproduce it."""
-    facts = {"kind": kind, "pretrained": pretrained, "image_size": image_size,
+    facts = {"kind": kind, "pretrained": pretrained, "image_size": image_size, **choice.facts(),
              "data_name": dataset.name, "data_fingerprint": dataset.fingerprint(),
              "class_names": list(dataset.class_names),
              "split_counts": split.counts(dataset.class_names)}

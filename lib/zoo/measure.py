@@ -17,6 +17,8 @@ Per backbone:
   the backbone was built, sampled every `MEMORY_SAMPLE_S` by a psutil thread while it is built and
   run. It is what this backbone costs a process that already runs TensorFlow; TF's allocator keeps
   freed memory, so backbones measured later in the same process may read lower (hence the worker);
+* `device` / `gpu`: where the TensorFlow timings ran: "GPU" and its name when TensorFlow sees a
+  GPU (the model is built and timed on the first one), else "CPU" and "no GPU";
 * weights availability (`offline` / `cached` / `download needed` / `random`). Backbones whose weights
   are unavailable are measured with random weights (same cost), flagged `measured_pretrained=False`.
 
@@ -55,8 +57,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEPTH_METHOD = "layers with weights (as the Keras Applications table counts depth)"
 LATENCY_METHOD = (
     f"predict_on_batch on random pixels; 1 warm-up call, then >= {MIN_RUNS} timed calls and >= "
-    f"{TIME_BUDGET_S:g} s per batch size (at most {MAX_RUNS}); median ms per image, with p10-p90. "
-    "The LiteRT columns time the same model converted to LiteRT with XNNPACK (what deploying it on "
+    f"{TIME_BUDGET_S:g} s per batch size (at most {MAX_RUNS}); median ms per image, with p10-p90, "
+    "on the first GPU when TensorFlow sees one (column device), else the CPU. The LiteRT columns time the same model converted to LiteRT with XNNPACK (what deploying it on "
     "this machine would cost), the same way"
 )
 MEMORY_METHOD = (
@@ -65,6 +67,7 @@ MEMORY_METHOD = (
     "process, so rows do not share allocator memory"
 )
 SIZE_METHOD = "saved weights file (.weights.h5), MB = 10^6 bytes"
+NO_GPU = "no GPU"
 ACCURACY_NOTE = "Top-1/top-5 are published ImageNet figures (see accuracy_source), not measured here."
 
 
@@ -189,6 +192,27 @@ def time_batches(model: keras.Model, input_size: int, batch: int, *, min_runs: i
     }
 
 
+def timing_device(gpus: Sequence | None = None) -> dict:
+    """Where the TensorFlow timings run: the first GPU TensorFlow sees, else the CPU.
+
+    Args:
+        gpus: physical GPU devices. Defaults to None: `tf.config.list_physical_devices("GPU")`.
+
+    Returns:
+        `{"device": "GPU" | "CPU", "gpu": the GPU's name or NO_GPU, "tf_device": "/GPU:0" | "/CPU:0"}`.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU") if gpus is None else list(gpus)
+    if not gpus:
+        return {"device": "CPU", "gpu": NO_GPU, "tf_device": "/CPU:0"}
+    try:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name")
+    except (ValueError, TypeError, AttributeError):  # not a real device (tests) or no details
+        name = None
+    return {"device": "GPU", "gpu": str(name or getattr(gpus[0], "name", gpus[0])), "tf_device": "/GPU:0"}
+
+
 def build_for_timing(spec: BackboneSpec, status: str) -> tuple[keras.Model, bool]:
     """The backbone's model and whether its weights are pretrained.
 
@@ -241,9 +265,12 @@ def measure_spec(spec: BackboneSpec, batches: Sequence[int] = DEFAULT_BATCHES, *
     Raises:
         TransferLabError: bad batch sizes, or a backbone that cannot be built at all.
     """
+    import tensorflow as tf
+
     batches = check_batches(batches)
     status = spec.weights_status()
-    with _PeakRss() as rss:
+    where = timing_device()
+    with _PeakRss() as rss, tf.device(where["tf_device"]):
         model, pretrained = build_for_timing(spec, status)
         timings = {str(b): time_batches(model, spec.input_size, b, min_runs=min_runs, budget_s=budget_s)
                    for b in batches}
@@ -255,6 +282,8 @@ def measure_spec(spec: BackboneSpec, batches: Sequence[int] = DEFAULT_BATCHES, *
         size_mb=round(weights_size_mb(model, spec), 2),
         measured_pretrained=pretrained,
         peak_mem_mb=round(rss.peak_delta_mb, 1),
+        device=where["device"],
+        gpu=where["gpu"],
         timings=timings,
         timings_litert=litert,
         litert_error=litert_error,

@@ -42,7 +42,7 @@ ZOO_COLUMNS = (
     "latency_ms_b1", "latency_ms_b1_p10", "latency_ms_b1_p90", "throughput_b1",
     "latency_ms_b32", "latency_ms_b32_p10", "latency_ms_b32_p90", "throughput_b32",
     "latency_ms_b1_litert", "latency_ms_b32_litert", "throughput_b32_litert", "litert_error",
-    "peak_mem_mb", "measured_at",
+    "peak_mem_mb", "device", "gpu", "measured_at",
 )
 
 
