@@ -1,0 +1,113 @@
+"""Lesson `batchnorm-pitfall`: fine-tuning with BatchNorm in inference mode, and in training mode."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from lib.lessons.finetune import (
+    DATA,
+    ProgressFn,
+    curve_end,
+    epoch_progress,
+    fine_tune_branch,
+    train_frozen_head,
+)
+from lib.lessons.lesson import LESSON_BACKBONE, Lesson, Models
+
+# TODO(measured below)
+LEARNING_RATE = 1e-3
+LR_FACTOR = 0.1
+MODES = ("inference", "training")
+
+
+def run(models: Models, *, backbone: str = LESSON_BACKBONE, data: str = DATA, per_class: int = 40,
+        head_epochs: int = 8, fine_tune_epochs: int = 3, blocks: int = 2,
+        learning_rate: float = LEARNING_RATE, batch_size: int = 4, seed: int = 0,
+        on_progress: ProgressFn | None = None) -> dict:
+    """Trains the head, then fine-tunes the same top blocks twice from it at the same rate: the
+    body called in inference mode (`training=False`), and in training mode with trainable
+    BatchNorm (`TrainConfig.batchnorm_mode="training"`).
+
+    Args:
+        models: where the backbone comes from.
+        backbone: a registry name. Defaults to EfficientNet-Lite0.
+        data: a dataset spec. Defaults to "builtin:faces".
+        per_class: images of each class used (0: all). Defaults to 40.
+        head_epochs: epochs of the head on the frozen body. Defaults to 8.
+        fine_tune_epochs: epochs of each fine-tuning run. Defaults to 3.
+        blocks: top blocks unfrozen (their BatchNorm layers train in training mode). Defaults to 2.
+        learning_rate: the head's rate; fine-tuning runs at a tenth of it. Defaults to
+            `LEARNING_RATE`.
+        batch_size: images per step: a small batch gives noisy batch statistics. Defaults to 4.
+        seed: the subset, the split, the head and the batch order. Defaults to 0.
+        on_progress: `fn(done, total, message)` after each epoch. Defaults to None.
+
+    Returns:
+        numbers: `{"bn_inference": acc, "bn_training": acc, "frozen": acc, "curves": {...},
+        "batch_size", "rate"}` (validation accuracies at each curve's last epoch); figures:
+        `curves` (validation accuracy), `loss` (validation loss).
+    """
+    from lib.plots.fine_tuning import make_branch_curves_figure
+
+    callbacks = epoch_progress(on_progress, head_epochs + 2 * fine_tune_epochs)
+    with tempfile.TemporaryDirectory(prefix="lesson-batchnorm-") as tmp:
+        folder = Path(tmp)
+        frozen = train_frozen_head(models, folder, backbone=backbone, data=data,
+                                   per_class=per_class, epochs=head_epochs,
+                                   learning_rate=learning_rate, batch_size=batch_size,
+                                   blocks=blocks, seed=seed, callbacks=callbacks)
+        branches = {mode: fine_tune_branch(frozen, folder, mode, epochs=fine_tune_epochs,
+                                           callbacks=callbacks, lr_factor=LR_FACTOR,
+                                           batchnorm_mode=mode)
+                    for mode in MODES}
+    ends = {mode: curve_end(branches[mode].history) for mode in MODES}
+    numbers = {
+        "backbone": backbone, "data": data, "per_class": per_class,
+        "frozen": round(float(frozen.history["val_accuracy"].iloc[-1]), 4),
+        "bn_inference": ends["inference"]["val_accuracy"],
+        "bn_training": ends["training"]["val_accuracy"],
+        "curves": ends, "batch_size": batch_size, "rate": learning_rate * LR_FACTOR,
+    }
+    histories = {"BatchNorm in inference mode (training=False)": branches["inference"].history,
+                 f"BatchNorm in training mode, batches of {batch_size}": branches["training"].history}
+    figures = {"curves": make_branch_curves_figure(histories, "val_accuracy"),
+               "loss": make_branch_curves_figure(histories, "val_loss")}
+    return {"numbers": numbers, "images": {}, "figures": figures}
+
+
+LESSON = Lesson(
+    name="batchnorm-pitfall",
+    title="The BatchNorm pitfall",
+    paragraphs=(
+        "A BatchNormalization layer rescales each channel using a mean and a variance. While the "
+        "network trained on ImageNet, each such layer kept running averages of them (the moving "
+        "statistics); in inference mode it uses those stored values.",
+        "In training mode it uses the statistics of the current batch instead, and moves its "
+        "stored averages towards them. When we fine-tune on a few images in small batches, that "
+        "means the features change with every batch, and the stored statistics drift to our new "
+        "data: the head, trained on the old features, no longer fits them.",
+        "So Keras' advice is to call the pretrained body with training=False while fine-tuning. "
+        "Here the same model is fine-tuned twice, at the same rate: once that way, once with "
+        "BatchNorm in training mode.",
+    ),
+    notice=(
+        "Both runs start from the same head, with the same data and the same learning rate; only "
+        "the BatchNorm mode differs.",
+        "In inference mode the validation accuracy stays where the head left it.",
+        "In training mode it drops as soon as fine-tuning starts: nothing was learned wrong, the "
+        "normalisation itself changed.",
+    ),
+    question="The weights barely move at this small learning rate. Why does the accuracy still "
+             "fall in training mode?",
+    answer="Because BatchNorm's moving mean and variance are not learned by gradient descent: in "
+           "training mode each batch overwrites part of them with the statistics of a few new "
+           "images, and each training step normalises with one small batch's statistics. The "
+           "features the head sees change, whatever the learning rate.",
+    run=run,
+    defaults={"backbone": LESSON_BACKBONE, "data": DATA, "per_class": 40, "head_epochs": 8,
+              "fine_tune_epochs": 3, "blocks": 2, "learning_rate": LEARNING_RATE,
+              "batch_size": 4, "seed": 0},
+    timing="TODO",
+    replay=True,
+)
