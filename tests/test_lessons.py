@@ -156,9 +156,9 @@ def test_batchnorm_pitfall_on_tiny_reports_both_modes():
     result = run_lesson("batchnorm-pitfall", TINY_TRAINING)
     numbers = result["numbers"]
     assert 0 <= numbers["bn_inference"] <= 1 and 0 <= numbers["bn_training"] <= 1
-    assert set(numbers["curves"]) == {"inference", "training"} and numbers["batch_size"] == 4
+    assert set(numbers["curves"]) == {"inference", "training"} and numbers["batch_size"] == 1
     assert [trace.name for trace in result["figures"]["curves"].data][1:] == [
-        "BatchNorm in inference mode (training=False)", "BatchNorm in training mode, batches of 4"]
+        "BatchNorm in inference mode (training=False)", "BatchNorm in training mode, batches of 1"]
 
 
 def test_cli_runs_a_training_lesson_and_prints_its_numbers(tmp_path, capsys):

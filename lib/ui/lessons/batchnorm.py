@@ -22,10 +22,10 @@ def batchnorm_ui(lesson: Lesson, interactive: bool) -> None:
     st.caption(f"Validation accuracy at the end of each curve; fine-tuning at {numbers['rate']:g} "
                f"in batches of {numbers['batch_size']}.")
     st.plotly_chart(result["figures"]["curves"], key=f"lessons_batchnorm_curves_{interactive}")
+    images = "one image" if numbers["batch_size"] == 1 else f"{numbers['batch_size']} images"
     st.markdown("**Why:** in training mode each BatchNorm layer normalises with the mean and "
-                "variance of the current batch of "
-                f"{numbers['batch_size']} images, and moves its stored statistics towards our new "
-                "data; the features the head learned on shift under it.")
+                f"variance of the current batch ({images}), and moves its stored statistics "
+                "towards them, away from what the head learned on; the features shift under it.")
     if interactive:
         with st.expander("Validation loss"):
             st.plotly_chart(result["figures"]["loss"], key="lessons_batchnorm_loss")
