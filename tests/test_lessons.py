@@ -239,6 +239,50 @@ def test_ideal_lesson_runs_plain_ascent_on_a_click(open_lesson):
     assert any("Total variation" in m.value for m in at.markdown)
 
 
+# ----- the training lessons' page: a kept result replays, "Run it live" computes it ------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kept_training_lessons():
+    """What `lessons prepare` keeps for the two training lessons, on the tiny backbone with the
+    parameters the page asks for, so every page test of this module replays them instead of
+    training (one test runs one live)."""
+    from lib.lessons import default_models
+    from lib.lessons.replay import save_replay
+
+    for name in ("frozen-vs-finetune", "batchnorm-pitfall"):
+        lesson = get_lesson(name)
+        params = coerce_params(lesson, {"backbone": TINY})
+        save_replay(name, params, lesson.run(default_models(), **params))
+
+
+def test_frozen_vs_finetune_page_counts_params_live_and_toggles_the_same_rate(
+        kept_training_lessons, open_lesson):
+    at = open_lesson(lesson="frozen-vs-finetune", blocks="3")
+    assert any("Prepared before class" in c.value for c in at.caption)
+    metrics = {m.label: m.value for m in at.metric}
+    assert not any("head's rate" in m.label for m in at.metric)
+    trainable_3 = metrics["Trainable parameters"]
+    at.select_slider(key="lessons_finetune_blocks").set_value(0).run()
+    assert_clean(at)
+    assert at.query_params["blocks"] in ("0", ["0"])
+    trainable_0 = {m.label: m.value for m in at.metric}["Trainable parameters"]
+    assert int(trainable_0.replace(",", "")) < int(trainable_3.replace(",", ""))
+    at.toggle(key="lessons_finetune_same").set_value(True).run()
+    assert_clean(at)
+    assert len([m for m in at.metric if m.label.startswith("Fine-tuned at")]) == 2
+
+
+def test_batchnorm_page_replays_then_runs_live(kept_training_lessons, open_lesson):
+    at = open_lesson(lesson="batchnorm-pitfall")
+    assert {"BatchNorm in inference mode", "BatchNorm in training mode"} <= {m.label for m in at.metric}
+    assert any("Prepared before class" in c.value for c in at.caption)
+    at.button(key="lessons_batchnorm-pitfall_live").click().run()
+    assert_clean(at)
+    at.run()  # the live result replaced the kept one for this session
+    assert not any("Prepared before class" in c.value for c in at.caption)
+    assert any("Why:" in m.value for m in at.markdown)
+
 def test_an_unknown_lesson_in_the_url_says_so_and_falls_back(open_lesson, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_LESSON_BACKBONE", TINY)
     at = AppTest.from_file(APP, default_timeout=120)
@@ -299,47 +343,3 @@ def test_a_kept_result_replays_numbers_images_and_figures(tmp_path):
     (replay_dir("transfer-vs-scratch", params, tmp_path) / "figures.json").write_text("{not json")
     assert load_replay("transfer-vs-scratch", params, root=tmp_path) is None
 
-
-# ----- the training lessons' page: a kept result replays, "Run it live" computes it ------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def kept_training_lessons():
-    """What `lessons prepare` keeps for the two training lessons, on the tiny backbone with the
-    parameters the page asks for, so every page test of this module replays them instead of
-    training (one test runs one live)."""
-    from lib.lessons import default_models
-    from lib.lessons.replay import save_replay
-
-    for name in ("frozen-vs-finetune", "batchnorm-pitfall"):
-        lesson = get_lesson(name)
-        params = coerce_params(lesson, {"backbone": TINY})
-        save_replay(name, params, lesson.run(default_models(), **params))
-
-
-def test_frozen_vs_finetune_page_counts_params_live_and_toggles_the_same_rate(
-        kept_training_lessons, open_lesson):
-    at = open_lesson(lesson="frozen-vs-finetune", blocks="3")
-    assert any("Prepared before class" in c.value for c in at.caption)
-    metrics = {m.label: m.value for m in at.metric}
-    assert not any("head's rate" in m.label for m in at.metric)
-    trainable_3 = metrics["Trainable parameters"]
-    at.select_slider(key="lessons_finetune_blocks").set_value(0).run()
-    assert_clean(at)
-    assert at.query_params["blocks"] in ("0", ["0"])
-    trainable_0 = {m.label: m.value for m in at.metric}["Trainable parameters"]
-    assert int(trainable_0.replace(",", "")) < int(trainable_3.replace(",", ""))
-    at.toggle(key="lessons_finetune_same").set_value(True).run()
-    assert_clean(at)
-    assert len([m for m in at.metric if m.label.startswith("Fine-tuned at")]) == 2
-
-
-def test_batchnorm_page_replays_then_runs_live(kept_training_lessons, open_lesson):
-    at = open_lesson(lesson="batchnorm-pitfall")
-    assert {"BatchNorm in inference mode", "BatchNorm in training mode"} <= {m.label for m in at.metric}
-    assert any("Prepared before class" in c.value for c in at.caption)
-    at.button(key="lessons_batchnorm-pitfall_live").click().run()
-    assert_clean(at)
-    at.run()  # the live result replaced the kept one for this session
-    assert not any("Prepared before class" in c.value for c in at.caption)
-    assert any("Why:" in m.value for m in at.markdown)
