@@ -283,6 +283,7 @@ def test_batchnorm_page_replays_then_runs_live(kept_training_lessons, open_lesso
     assert not any("Prepared before class" in c.value for c in at.caption)
     assert any("Why:" in m.value for m in at.markdown)
 
+
 def test_an_unknown_lesson_in_the_url_says_so_and_falls_back(open_lesson, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_LESSON_BACKBONE", TINY)
     at = AppTest.from_file(APP, default_timeout=120)
@@ -342,4 +343,3 @@ def test_a_kept_result_replays_numbers_images_and_figures(tmp_path):
     assert load_replay("transfer-vs-scratch", params, root=tmp_path)["numbers"] == {"transfer": [0.5]}
     (replay_dir("transfer-vs-scratch", params, tmp_path) / "figures.json").write_text("{not json")
     assert load_replay("transfer-vs-scratch", params, root=tmp_path) is None
-
