@@ -341,6 +341,33 @@ def unfreeze_blocks(body: keras.Model, cut_points: Sequence[str], n_blocks: int)
     return unfreeze_top(body, from_layer=top_blocks_start(body, cut_points, n_blocks))
 
 
+def unfreeze_batchnorm(body: keras.Model, unfrozen: Sequence[str]) -> list[str]:
+    """Makes the BatchNorm layers among and above the unfrozen ones trainable (the pitfall).
+
+    Keras runs a BatchNorm layer in training mode only when it is trainable and called with
+    `training=True`; `unfreeze_top` keeps them frozen, which is right. This undoes that for the
+    unfrozen blocks, for `TrainConfig.batchnorm_mode="training"`.
+
+    Args:
+        body: a body from `copy_body` whose top `unfreeze_top` or `unfreeze_blocks` unfroze.
+        unfrozen: the names those returned.
+
+    Returns:
+        The BatchNorm layers made trainable, bottom to top.
+    """
+    layers = _body_layers(body)
+    names = [layer.name for layer in layers]
+    if not unfrozen:
+        return []
+    start = min(names.index(name) for name in unfrozen)
+    changed = []
+    for layer in layers[start:]:
+        if is_batchnorm(layer):
+            layer.trainable = True
+            changed.append(layer.name)
+    return changed
+
+
 def count_params(model: keras.Model) -> dict[str, int]:
     """Returns `{"trainable": n, "non_trainable": m}` parameter counts."""
     return {

@@ -266,3 +266,65 @@ def test_lr_find_figure_has_a_log_axis_and_marks_the_suggestion():
     assert list(marker.x) == [1e-4] and marker.y[0] == pytest.approx(0.8)
     with pytest.raises(ValueError, match="3 rates and 2 losses"):
         make_lr_find_figure([1, 2, 3], [1, 2])
+
+
+# ----- BatchNorm mode while fine-tuning (the batchnorm-pitfall lesson) ---------------------------
+
+
+def _moving_statistics(model: keras.Model) -> dict[str, list[np.ndarray]]:
+    from lib.models import classifier_parts
+
+    body, _ = classifier_parts(model)
+    return {layer.name: [np.array(layer.moving_mean), np.array(layer.moving_variance)]
+            for layer in body.layers if is_batchnorm(layer)}
+
+
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_batchnorm_mode_decides_whether_a_training_step_moves_the_statistics(tiny_backbone, toy,
+                                                                             tmp_path, mode):
+    from lib.models import build_logits_model
+    from lib.training import unfrozen_copy
+
+    frozen = train(_config(epochs=1), backbone=tiny_backbone, dataset=toy, run_dir=tmp_path / "r")
+    before = _moving_statistics(frozen.model)
+    config = replace(frozen.config, unfreeze_blocks=2, batchnorm_mode=mode).validate()
+    model, unfrozen = unfrozen_copy(frozen.model, config)
+    pixels = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    build_logits_model(model)(pixels, training=True)  # what one step of `fit` runs
+    after = _moving_statistics(model)
+    np.testing.assert_array_equal(before["block2_bn"][0], after["block2_bn"][0])  # frozen below
+    if mode == "inference":
+        assert "block3_bn" not in unfrozen
+        for name in before:
+            np.testing.assert_array_equal(before[name][0], after[name][0], err_msg=name)
+            np.testing.assert_array_equal(before[name][1], after[name][1], err_msg=name)
+    else:
+        assert "block3_bn" in unfrozen  # the unfrozen block's BatchNorm trains
+        assert not np.allclose(before["block3_bn"][0], after["block3_bn"][0])
+        assert not np.allclose(before["block3_bn"][1], after["block3_bn"][1])
+    # The shared classifier is never touched.
+    for name, stats in _moving_statistics(frozen.model).items():
+        np.testing.assert_array_equal(before[name][0], stats[0], err_msg=name)
+
+
+def test_batchnorm_training_mode_on_cached_activations_matches_the_pixel_path(tiny_backbone, toy,
+                                                                             tmp_path):
+    frozen = train(_config(epochs=1, fine_tune_augment_copies=0), backbone=tiny_backbone,
+                   dataset=toy, run_dir=tmp_path / "r")
+    fast = fine_tune(frozen, epochs=2, unfreeze_blocks=2, lr_factor=1.0, batchnorm_mode="training",
+                     new_run=True, run_dir=tmp_path / "fast")
+    slow = fine_tune(replace(frozen, config=replace(frozen.config, use_feature_cache=False)),
+                     epochs=2, unfreeze_blocks=2, lr_factor=1.0, batchnorm_mode="training",
+                     new_run=True, run_dir=tmp_path / "slow")
+    assert fast.metrics["phases"]["fine_tune"]["activation_cache_at"] is not None
+    assert slow.metrics["phases"]["fine_tune"]["activation_cache_at"] is None
+    tuned = [h[h["phase"] == "fine_tune"] for h in (fast.history, slow.history)]
+    for column in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(tuned[0][column], tuned[1][column], rtol=1e-4, atol=1e-5)
+    assert json.loads((tmp_path / "fast" / "config.json").read_text())["batchnorm_mode"] == "training"
+
+
+def test_batchnorm_mode_is_validated():
+    with pytest.raises(TransferLabError, match="batchnorm_mode='train'"):
+        _config(batchnorm_mode="train").validate()
+    assert TrainConfig().batchnorm_mode == "inference"

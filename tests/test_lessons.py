@@ -20,7 +20,10 @@ from lib.ui import navigation
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 IMPLEMENTED = ["features", "adversarial", "ideal-image"]
+IMPLEMENTED += ["frozen-vs-finetune", "batchnorm-pitfall"]
 TINY = "tiny_random"
+# The training lessons on the tiny backbone, few images and epochs: the logic, not the claims.
+TINY_TRAINING = {"backbone": TINY, "per_class": 12, "head_epochs": 2, "fine_tune_epochs": 2}
 
 
 def test_registry_lists_the_implemented_lessons_in_order():
@@ -103,15 +106,73 @@ def test_prepare_runs_every_lesson_cold_then_its_click_warm():
 
     tiny = {"features": {"backbone": TINY},
             "adversarial": {"backbone": TINY, "target": None},
-            "ideal-image": {"backbone": TINY, "other": None, "class_index": 1, "steps": 3}}
+            "ideal-image": {"backbone": TINY, "other": None, "class_index": 1, "steps": 3},
+            "frozen-vs-finetune": TINY_TRAINING, "batchnorm-pitfall": TINY_TRAINING}
     seen = []
     summary = prepare_lessons(default_models(), overrides=tiny,
                               on_progress=lambda done, total, message: seen.append((done, total)))
     assert list(summary) == IMPLEMENTED
-    assert seen[-1] == (6, 6)
+    assert seen[-1] == (2 * len(IMPLEMENTED), 2 * len(IMPLEMENTED))
     assert all(row["cold_s"] >= 0 and row["warm_s"] >= 0 for row in summary.values())
     assert summary["ideal-image"]["click"] == {"which": "regularised"}
 
+
+
+def test_frozen_vs_finetune_on_tiny_reports_both_branches_and_the_param_counts():
+    result = run_lesson("frozen-vs-finetune", TINY_TRAINING)
+    numbers = result["numbers"]
+    for key in ("frozen", "finetune_low_rate", "finetune_same_rate"):
+        assert 0 <= numbers[key] <= 1, key
+    assert numbers["rates"]["same"] == pytest.approx(10 * numbers["rates"]["low"])
+    params = numbers["params"]
+    assert params["blocks"] == [0, 1, 2, 3] and params["unfrozen_blocks"] == 3  # all it has
+    totals = {t + n for t, n in zip(params["trainable"], params["non_trainable"], strict=True)}
+    assert len(totals) == 1  # unfreezing moves parameters between the two, never adds any
+    assert params["trainable"] == sorted(params["trainable"])
+    names = [trace.name for trace in result["figures"]["curves"].data]
+    assert len(names) == 3 and "head only" in names[0]
+    assert set(result["figures"]) == {"curves", "loss", "params"}
+
+
+def test_param_counts_without_training_match_an_unfrozen_copy(tiny_backbone):
+    from lib.backbones import get_spec
+    from lib.lessons.finetune import unfreeze_param_counts
+    from lib.models import build_body, build_classifier, build_head, count_params
+    from lib.training import TrainConfig, unfrozen_copy
+
+    body = build_body(tiny_backbone)
+    head = build_head(tuple(body.outputs[0].shape[1:]), 2, seed=0)
+    classifier = build_classifier(body, head, 32)
+    counts = unfreeze_param_counts(body, get_spec(TINY).cut_points, count_params(head)["trainable"])
+    assert [counts["trainable"][0], counts["non_trainable"][0]] == list(
+        count_params(classifier).values())
+    for n in counts["blocks"][1:]:
+        model, _ = unfrozen_copy(classifier, TrainConfig(backbone=TINY, unfreeze_blocks=n))
+        assert count_params(model) == {"trainable": counts["trainable"][n],
+                                       "non_trainable": counts["non_trainable"][n]}, n
+
+
+def test_batchnorm_pitfall_on_tiny_reports_both_modes():
+    result = run_lesson("batchnorm-pitfall", TINY_TRAINING)
+    numbers = result["numbers"]
+    assert 0 <= numbers["bn_inference"] <= 1 and 0 <= numbers["bn_training"] <= 1
+    assert set(numbers["curves"]) == {"inference", "training"} and numbers["batch_size"] == 1
+    assert [trace.name for trace in result["figures"]["curves"].data][1:] == [
+        "BatchNorm in inference mode (training=False)", "BatchNorm in training mode, batches of 1"]
+
+
+def test_cli_runs_a_training_lesson_and_prints_its_numbers(tmp_path, capsys):
+    out = tmp_path / "bn"
+    args = [f"--param={key}={value}" for key, value in TINY_TRAINING.items()]
+    assert main(["lessons", "run", "batchnorm-pitfall", "--out", str(out), *args]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {"bn_inference", "bn_training"} <= set(printed)
+    assert (out / "curves.html").is_file() and (out / "numbers.json").is_file()
+
+
+def test_a_lesson_with_a_bad_subset_size_is_a_user_error():
+    with pytest.raises(TransferLabError, match="per_class=-1"):
+        run_lesson("frozen-vs-finetune", dict(TINY_TRAINING, per_class=-1))
 
 # ----- the page -----------------------------------------------------------------------------------
 
@@ -176,6 +237,51 @@ def test_ideal_lesson_runs_plain_ascent_on_a_click(open_lesson):
     at.button(key="lessons_ideal_run_plain").click().run()
     assert_clean(at)
     assert any("Total variation" in m.value for m in at.markdown)
+
+
+# ----- the training lessons' page: a kept result replays, "Run it live" computes it ------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kept_training_lessons():
+    """What `lessons prepare` keeps for the two training lessons, on the tiny backbone with the
+    parameters the page asks for, so every page test of this module replays them instead of
+    training (one test runs one live)."""
+    from lib.lessons import default_models
+    from lib.lessons.replay import save_replay
+
+    for name in ("frozen-vs-finetune", "batchnorm-pitfall"):
+        lesson = get_lesson(name)
+        params = coerce_params(lesson, {"backbone": TINY})
+        save_replay(name, params, lesson.run(default_models(), **params))
+
+
+def test_frozen_vs_finetune_page_counts_params_live_and_toggles_the_same_rate(
+        kept_training_lessons, open_lesson):
+    at = open_lesson(lesson="frozen-vs-finetune", blocks="3")
+    assert any("Prepared before class" in c.value for c in at.caption)
+    metrics = {m.label: m.value for m in at.metric}
+    assert not any("head's rate" in m.label for m in at.metric)
+    trainable_3 = metrics["Trainable parameters"]
+    at.select_slider(key="lessons_finetune_blocks").set_value(0).run()
+    assert_clean(at)
+    assert at.query_params["blocks"] in ("0", ["0"])
+    trainable_0 = {m.label: m.value for m in at.metric}["Trainable parameters"]
+    assert int(trainable_0.replace(",", "")) < int(trainable_3.replace(",", ""))
+    at.toggle(key="lessons_finetune_same").set_value(True).run()
+    assert_clean(at)
+    assert len([m for m in at.metric if m.label.startswith("Fine-tuned at")]) == 2
+
+
+def test_batchnorm_page_replays_then_runs_live(kept_training_lessons, open_lesson):
+    at = open_lesson(lesson="batchnorm-pitfall")
+    assert {"BatchNorm in inference mode", "BatchNorm in training mode"} <= {m.label for m in at.metric}
+    assert any("Prepared before class" in c.value for c in at.caption)
+    at.button(key="lessons_batchnorm-pitfall_live").click().run()
+    assert_clean(at)
+    at.run()  # the live result replaced the kept one for this session
+    assert not any("Prepared before class" in c.value for c in at.caption)
+    assert any("Why:" in m.value for m in at.markdown)
 
 
 def test_an_unknown_lesson_in_the_url_says_so_and_falls_back(open_lesson, monkeypatch):

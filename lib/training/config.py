@@ -15,6 +15,10 @@ from lib.errors import TransferLabError
 from lib.models import HeadConfig
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# How fine-tuning calls the body's BatchNorm layers. "inference" is the Keras guide's rule (moving
+# statistics used and never updated); "training" lets the unfrozen blocks' BatchNorm normalise
+# with each batch's statistics and update its moving ones: the batchnorm-pitfall lesson shows it.
+BATCHNORM_MODES = ("inference", "training")
 FROZEN, FINE_TUNE, SCRATCH = "frozen", "fine_tune", "scratch"
 MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
@@ -90,6 +94,10 @@ class TrainConfig:
             fine-tuning cache holds (each epoch draws one per image); 0 fine-tunes without
             augmentation. The augmentation is `augment`, or `AugmentConfig()` when that is None.
             Defaults to `DEFAULT_AUGMENT_COPIES`.
+        batchnorm_mode: how fine-tuning runs BatchNorm: "inference" (the body is called with
+            `training=False`, every BatchNorm frozen) or "training" (the unfrozen blocks' BatchNorm
+            layers train and normalise with each batch's statistics, updating their moving ones;
+            a pitfall kept for teaching). Defaults to "inference".
         owner: who started the run, recorded in its config: the app's session on a hosted server
             (which lists only its own and shared runs), "" from the CLI. Defaults to "".
     """
@@ -117,6 +125,7 @@ class TrainConfig:
     fine_tune_head_lr_factor: float = 10.0
     fine_tune_warmup_epochs: int = 1
     fine_tune_augment_copies: int = DEFAULT_AUGMENT_COPIES
+    batchnorm_mode: str = "inference"
     owner: str = ""
 
     def validate(self) -> TrainConfig:
@@ -159,6 +168,9 @@ class TrainConfig:
               and 0 <= self.fine_tune_augment_copies <= MAX_AUGMENT_COPIES,
               f"Received `fine_tune_augment_copies={self.fine_tune_augment_copies}`; use 0 (no "
               f"augmentation) to {MAX_AUGMENT_COPIES}.")
+        check(self.batchnorm_mode in BATCHNORM_MODES,
+              f"Received `batchnorm_mode={self.batchnorm_mode!r}`; use one of "
+              f"{', '.join(BATCHNORM_MODES)}.")
         check(is_int(self.seed), f"Received `seed={self.seed}`; use an integer.")
         self.head.validate()
         return self

@@ -238,13 +238,19 @@ def augmented_activations(bottom: keras.Model, records: Sequence[ImageRecord], i
     return np.stack(out)
 
 
-def build_top_model(model: keras.Model, boundary: str) -> keras.Model:
-    """Activations at `boundary` -> logits: the classifier's unfrozen top and head, sharing weights."""
+def build_top_model(model: keras.Model, boundary: str, *, body_inference: bool = True) -> keras.Model:
+    """Activations at `boundary` -> logits: the classifier's unfrozen top and head, sharing weights.
+
+    `body_inference=False` calls the top in the mode the model is called in, as the classifier's
+    body is with `batchnorm_mode="training"`; the frozen bottom's BatchNorm is not trainable, so
+    it ran in inference mode either way and its cached output stays what the pixels would give.
+    """
     body, head = classifier_parts(model)
     boundary_output = body.get_layer(boundary).output
     top = keras.Model(boundary_output, body.output, name="body_top")
     inputs = keras.Input(tuple(boundary_output.shape[1:]), name="activations")
-    return keras.Model(inputs, head(top(inputs, training=False)), name="top_classifier")
+    features = top(inputs, training=False) if body_inference else top(inputs)
+    return keras.Model(inputs, head(features), name="top_classifier")
 
 
 def fine_tune_on_activations(ctx: Context, model: keras.Model, boundary: str, *, epochs: int,
@@ -280,7 +286,8 @@ def fine_tune_on_activations(ctx: Context, model: keras.Model, boundary: str, *,
             held_out = _extract_activations(ctx, bottom, [*split.val, *split.test])
     except ExtractionStopped:
         return None, None
-    top_model = build_top_model(model, boundary)
+    top_model = build_top_model(model, boundary,
+                                body_inference=ctx.config.batchnorm_mode == "inference")
     ctx.callbacks.message("Fine-tuning on the cached activations…")
     return _fit_on_arrays(ctx, top_model, train, held_out, phase=FINE_TUNE, epochs=epochs, lr=lr,
                           save_checkpoint=lambda: ctx.recorder.save_model_checkpoint(model),

@@ -40,6 +40,7 @@ from lib.models import (
     classifier_parts,
     copy_body,
     is_batchnorm,
+    unfreeze_batchnorm,
     unfreeze_blocks,
     unfreeze_top,
 )
@@ -151,7 +152,7 @@ def _train_frozen(ctx: Context, body: keras.Model, backbone: Backbone) -> TrainR
 
 def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = None,
               unfreeze_from: str | None = None, unfreeze_blocks: int | None = None,
-              lr_factor: float | None = None,
+              lr_factor: float | None = None, batchnorm_mode: str | None = None,
               callbacks: TrainCallbacks | None = None, stop_event: threading.Event | None = None,
               new_run: bool = False, run_dir: Path | str | None = None) -> TrainResult:
     """Phase 2: unfreeze the top of a private copy of the body and train on at a lower rate.
@@ -173,6 +174,8 @@ def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = None,
             None: the result's config (`TrainConfig.unfreeze_blocks`).
         lr_factor: the body's peak rate = the frozen phase's learning rate x this. Defaults to
             None: the result's config (`TrainConfig.fine_tune_lr_factor`).
+        batchnorm_mode: "inference" or "training" (see `TrainConfig.batchnorm_mode`). Defaults
+            to None: the result's config.
         callbacks: progress reporting. Defaults to None.
         stop_event: set it to stop within one batch. Defaults to None.
         new_run: write a new run folder, whose history starts with the result's, instead of
@@ -192,7 +195,8 @@ def fine_tune(result: TrainResult, *, epochs: int, unfreeze: int | None = None,
         raise TransferLabError("This result has no data split; fine-tune a result from `train`.")
     config = replace(result.config, fine_tune_epochs=epochs, unfreeze=unfreeze,
                      unfreeze_from=unfreeze_from, fine_tune_lr_factor=lr_factor,
-                     unfreeze_blocks=unfreeze_blocks or result.config.unfreeze_blocks).validate()
+                     unfreeze_blocks=unfreeze_blocks or result.config.unfreeze_blocks,
+                     batchnorm_mode=batchnorm_mode or result.config.batchnorm_mode).validate()
     with strategy_scope(choose_strategy()) as choice:
         return _fine_tune_result(result, config, choice, callbacks=callbacks, stop_event=stop_event,
                                  new_run=new_run, run_dir=run_dir)
@@ -230,7 +234,11 @@ def unfrozen_copy(classifier: keras.Model, config: TrainConfig) -> tuple[keras.M
         unfrozen = unfreeze_top(body, n_layers=config.unfreeze)
     else:
         unfrozen = unfreeze_blocks(body, get_spec(config.backbone).cut_points, config.unfreeze_blocks)
-    return build_classifier(body, _copy_head(head), int(classifier.inputs[0].shape[1])), unfrozen
+    inference = config.batchnorm_mode == "inference"
+    if not inference:
+        unfrozen = [*unfrozen, *unfreeze_batchnorm(body, unfrozen)]
+    return build_classifier(body, _copy_head(head), int(classifier.inputs[0].shape[1]),
+                            body_inference=inference), unfrozen
 
 
 def _fine_tune(result: TrainResult, ctx: Context, model: keras.Model, unfrozen: list[str]) -> TrainResult:

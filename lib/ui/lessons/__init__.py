@@ -12,11 +12,15 @@ from collections.abc import Callable
 
 from lib.lessons import Lesson
 from lib.ui.lessons.adversarial import adversarial_ui
+from lib.ui.lessons.batchnorm import batchnorm_ui
 from lib.ui.lessons.features import features_ui
+from lib.ui.lessons.finetune import finetune_ui
 from lib.ui.lessons.ideal import ideal_ui
 
 LIVE_VIEWS: dict[str, Callable[[Lesson, bool], None]] = {
     "features": features_ui,
     "adversarial": adversarial_ui,
     "ideal-image": ideal_ui,
+    "frozen-vs-finetune": finetune_ui,
+    "batchnorm-pitfall": batchnorm_ui,
 }
