@@ -21,6 +21,7 @@ from typing import Any
 from lib import runs
 from lib.errors import TransferLabError
 from lib.jobs.handle import error_message
+from lib.jobs.priority import lower_process_priority
 from lib.jobs.spec import JobSpec, resolve_task
 from lib.jobs.store import JobReporter, StopRequest, mark_interrupted, read_job
 from lib.jobs.thread import job_callbacks
@@ -183,6 +184,7 @@ def run_job(spec_dict: dict) -> str:
     Returns:
         The run folder.
     """
+    lower_process_priority()  # pages on the same machine come first
     spec = JobSpec.from_dict(spec_dict)
     reporter = JobReporter(spec, worker_facts("dask"))
     if not reporter.start():
