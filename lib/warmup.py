@@ -93,6 +93,32 @@ def import_engine() -> None:
         configure_server_process()
     from lib.backbones import catalog  # noqa: F401
 
+    if is_streamlit_server():
+        start_local_cluster()
+
+
+def start_local_cluster() -> bool:
+    """With `TRANSFERLAB_SCHEDULER=local`, starts the server's `LocalCluster` now, off the request
+    path: started on the first submission instead, spawning the worker processes stalled every page
+    for seconds while a class pressed Start together.
+
+    Returns:
+        True when a local cluster is running; False otherwise (other settings, or it failed to start:
+        the first submission then says why).
+    """
+    from lib.errors import TransferLabError
+    from lib.jobs import get_backend
+    from lib.jobs.backend import LOCAL
+    from lib.jobs.choose import scheduler_setting
+
+    if scheduler_setting() != LOCAL:
+        return False
+    try:
+        get_backend().client()
+    except TransferLabError:
+        return False
+    return True
+
 
 def start_warmup() -> threading.Thread:
     """Starts `import_engine` on a daemon thread and returns the thread (`is_alive()` = not ready)."""

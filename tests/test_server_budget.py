@@ -61,3 +61,13 @@ def test_the_budget_applies_before_tensorflow_starts():
     assert applied == {"tf_threads": 1, "switch_interval_s": pytest.approx(SERVER_SWITCH_INTERVAL_S)}
     # Once TensorFlow runs its pools are fixed: a later, different budget is not applied.
     assert (after["intra"], after["inter"]) == (1, 1) and after["late"] in (None, 1)
+
+
+def test_the_local_cluster_starts_at_warmup_only_when_asked_for(monkeypatch):
+    from lib.warmup import start_local_cluster
+
+    monkeypatch.delenv("TRANSFERLAB_SCHEDULER", raising=False)
+    assert start_local_cluster() is False
+    # A remote scheduler is never contacted at warm-up (a scheduler that is down must not stall it).
+    monkeypatch.setenv("TRANSFERLAB_SCHEDULER", "tcp://127.0.0.1:9")
+    assert start_local_cluster() is False
