@@ -11,7 +11,9 @@ from lib.lessons.lesson import Lesson, Models, coerce_params, default_models
 
 def build_lessons() -> dict[str, Lesson]:
     """Every implemented lesson, in teaching order."""
+    from lib.lessons import transfer, when_fails  # the transfer lessons (lessons-a)
     lessons = (features.LESSON, adversarial.LESSON, ideal.LESSON)
+    lessons += (transfer.LESSON, when_fails.LESSON)
     return {lesson.name: lesson for lesson in lessons}
 
 

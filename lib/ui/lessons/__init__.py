@@ -14,9 +14,12 @@ from lib.lessons import Lesson
 from lib.ui.lessons.adversarial import adversarial_ui
 from lib.ui.lessons.features import features_ui
 from lib.ui.lessons.ideal import ideal_ui
+from lib.ui.lessons.transfer import transfer_ui, when_fails_ui
 
 LIVE_VIEWS: dict[str, Callable[[Lesson, bool], None]] = {
     "features": features_ui,
     "adversarial": adversarial_ui,
     "ideal-image": ideal_ui,
+    "transfer-vs-scratch": transfer_ui,
+    "when-transfer-fails": when_fails_ui,
 }
