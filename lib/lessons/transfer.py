@@ -123,10 +123,11 @@ LESSON = Lesson(
         "network on 30 other images of each digit that it never saw.",
     ),
     notice=(
-        "The pretrained network starts higher: after one epoch it is already far above chance "
-        "(10%).",
-        "It climbs faster and ends higher, most of all with very few images per class.",
-        "The gap shrinks as images are added: with enough data, training from scratch catches up.",
+        "From random weights the network stops improving after a few epochs: a handful of "
+        "images is too little to learn features from nothing, so it memorises them instead.",
+        "The pretrained network keeps climbing and ends far higher (chance is 10%).",
+        "On the right, follow the two lines as images per class are added: how far apart are "
+        "they at 2 images, and at 50?",
     ),
     question="The pretrained network never saw a handwritten digit. Why does it still help?",
     answer="Its lower layers learned to find edges, strokes, corners and curves: parts of every "

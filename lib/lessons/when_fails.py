@@ -34,6 +34,9 @@ def run(models: Models, *, backbone: str = LESSON_BACKBONE, data: str = DATA, si
         seed: int = 0, on_progress=None) -> dict:
     """A head on the frozen body cut at each of `cuts`, then the whole body fine-tuned.
 
+    Measured on Lite0 with the defaults (seed 0): frozen at block4a / block6a / top 47% / 78% / 80%,
+    fine-tuned 91% (300 test digits; chance 10%).
+
     Args:
         models: where the backbone comes from.
         backbone: the pretrained network. Defaults to EfficientNet-Lite0.
@@ -103,33 +106,36 @@ def run(models: Models, *, backbone: str = LESSON_BACKBONE, data: str = DATA, si
 
 LESSON = Lesson(
     name="when-transfer-fails",
-    title="When transfer works less well: a task far from ImageNet",
+    title="When transfer helps less: a task far from ImageNet",
     paragraphs=(
         "A pretrained network's layers go from general to specific. Early layers find edges and "
         "blobs that every image has; the top layers combine them into parts of ImageNet's "
         "objects: fur, wheels, eyes. Handwritten digits are white strokes on black, nothing "
         "like ImageNet's photos.",
-        "So we try three things on 20 digits per class: cut the network at the top (as usual), "
-        "cut it lower, where the features are more general, and fine-tune the whole body at a "
-        "small learning rate so its features adapt to digits.",
+        "On 20 digits per class we try three cuts with the body frozen (a third of the way up, "
+        "two thirds, and the top, as usual), then fine-tune the whole body at a 10× smaller "
+        "learning rate, so that its features themselves adapt to digits.",
     ),
     notice=(
-        "The top cut is not the best one here: the top layers look for ImageNet's objects, which "
-        "digits do not contain.",
-        "Fine-tuning the body lifts the accuracy well above the frozen network: the features "
-        "themselves had to change.",
-        "On photos like ImageNet's (the Features lesson) the top cut is the best one; how well "
-        "features transfer depends on how similar the two tasks are.",
+        "Cutting lower does not help here: averaged over the image, the low layers' edges and "
+        "blobs say little about which digit it is; the upper layers have combined them into "
+        "shapes.",
+        "Fine-tuning lifts the accuracy well above every frozen cut: the features had to change "
+        "for digits.",
+        "On photos like ImageNet's (cats and dogs, flowers), fine-tuning gains almost nothing "
+        "over the frozen body (see the README). Features transfer best between similar tasks.",
     ),
-    question="You have 50 X-ray images per class. Would you use the top of an ImageNet network "
-             "frozen, and if not, what would you try?",
-    answer="X-rays are far from ImageNet's photos, so the top features fit them badly. Try a "
-           "lower cut, where the features are general (edges, textures), and fine-tune the upper "
-           "layers at a small learning rate so they adapt; with very few images keep most layers "
-           "frozen to avoid overfitting. Features transfer best between similar tasks.",
+    question="You have 50 X-ray images per class. Would you keep an ImageNet network frozen, and "
+             "if not, what would you try?",
+    answer="X-rays are far from ImageNet's photos, so frozen ImageNet features fit them less well "
+           "than they fit photos. Start from the frozen network (it is a good baseline), then "
+           "fine-tune its upper layers at a small learning rate so the features adapt; with very "
+           "few images keep the lower layers frozen, so the network cannot simply memorise them. "
+           "Features transfer best between similar tasks; the further the task, the more the "
+           "features need to change.",
     run=run,
     defaults={"backbone": LESSON_BACKBONE, "data": DATA, "size": SIZE,
               "images_per_class": IMAGES_PER_CLASS, "epochs": EPOCHS, "cuts": None, "seed": 0},
-    timing="about a minute live (three heads, then the whole body fine-tuned)",
+    timing="about 1–2 minutes live on 2 CPU cores (three heads, then the whole body fine-tuned)",
     replay=True,
 )
