@@ -215,7 +215,8 @@ def train_scratch_step(body, train_pixels: np.ndarray, train_labels: np.ndarray,
     keras.utils.set_random_seed(seed)
     features = body.outputs[0]
     head = build_map_head(tuple(features.shape[1:]), num_classes, seed)
-    model = keras.Model(body.inputs, head(body(body.inputs[0])), name="scratch")
+    inputs = keras.Input(body.inputs[0].shape[1:], name="pixels")
+    model = keras.Model(inputs, head(body(inputs)), name="scratch")  # BatchNorm in training mode
     _compile(model, learning_rate)
     order = np.random.default_rng(seed).permutation(len(train_pixels))
     images = tf.data.Dataset.from_tensor_slices(
