@@ -137,7 +137,7 @@ LESSON = Lesson(
     run=run,
     defaults={"backbone": LESSON_BACKBONE, "data": DATA, "size": SIZE, "epochs": EPOCHS,
               "images_per_class": IMAGES_PER_CLASS, "curve_images": CURVE_IMAGES, "seed": 0},
-    timing="about 2 minutes live (10 networks are trained; the slowest are from scratch on 50 "
-           "images per class)",
+    timing="several minutes live on 2 CPU cores (10 networks are trained; the slowest is from "
+           "scratch on 50 images per class), so prepare it before class",
     replay=True,
 )
