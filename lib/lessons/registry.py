@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from lib.errors import TransferLabError
-from lib.lessons import adversarial, features, ideal
+from lib.lessons import adversarial, features, ideal, transfer, when_fails
 from lib.lessons import batchnorm as batchnorm_lesson
 from lib.lessons import finetune as finetune_lesson
 from lib.lessons.lesson import Lesson, Models, coerce_params, default_models
@@ -13,8 +13,8 @@ from lib.lessons.lesson import Lesson, Models, coerce_params, default_models
 
 def build_lessons() -> dict[str, Lesson]:
     """Every implemented lesson, in teaching order."""
-    lessons = (features.LESSON, adversarial.LESSON, ideal.LESSON)
-    lessons += (finetune_lesson.LESSON, batchnorm_lesson.LESSON)
+    lessons = (features.LESSON, transfer.LESSON, finetune_lesson.LESSON, batchnorm_lesson.LESSON,
+               ideal.LESSON, adversarial.LESSON, when_fails.LESSON)
     return {lesson.name: lesson for lesson in lessons}
 
 

@@ -16,6 +16,7 @@ from lib.ui.lessons.batchnorm import batchnorm_ui
 from lib.ui.lessons.features import features_ui
 from lib.ui.lessons.finetune import finetune_ui
 from lib.ui.lessons.ideal import ideal_ui
+from lib.ui.lessons.transfer import transfer_ui, when_fails_ui
 
 LIVE_VIEWS: dict[str, Callable[[Lesson, bool], None]] = {
     "features": features_ui,
@@ -23,4 +24,6 @@ LIVE_VIEWS: dict[str, Callable[[Lesson, bool], None]] = {
     "ideal-image": ideal_ui,
     "frozen-vs-finetune": finetune_ui,
     "batchnorm-pitfall": batchnorm_ui,
+    "transfer-vs-scratch": transfer_ui,
+    "when-transfer-fails": when_fails_ui,
 }

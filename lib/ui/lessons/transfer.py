@@ -1,0 +1,63 @@
+"""The live parts of the lessons that train networks on a few digits (`transfer-vs-scratch`,
+`when-transfer-fails`): the result `lessons prepare` kept, or a button that trains them now."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.lessons import Lesson, coerce_params, lesson_backbones
+from lib.lessons.replay import load_replay
+from lib.ui.lessons.common import cached_result, replay_controls, run_cached
+
+
+def trained_result(lesson: Lesson, interactive: bool) -> dict | None:
+    """The lesson's result at its defaults on the page's backbone: computed earlier in this
+    session, kept by `lessons prepare`, or trained on a click (with progress). None when none is
+    there yet and nobody clicked."""
+    backbone, _ = lesson_backbones()
+    params = coerce_params(lesson, {"backbone": backbone})
+    result = cached_result(lesson, **params)
+    if result is None and load_replay(lesson.name, params) is not None:
+        result = run_cached(lesson, replay=True, **params)
+    if result is None:
+        if interactive and st.button(f"Train the networks ({lesson.timing})",
+                                     key=f"lessons_{lesson.name}_train"):
+            result = run_cached(lesson, with_progress=True, **params)
+        else:
+            st.info("Not trained yet: click the button, or run `python -m lib lessons prepare` "
+                    "before class so the result is shown at once." if interactive else
+                    "Train the networks on the previous step.")
+            return None
+    return replay_controls(lesson, result, interactive, **params)
+
+
+def transfer_ui(lesson: Lesson, interactive: bool) -> None:
+    """Learning curves at 10 images per class, and accuracy against images per class."""
+    result = trained_result(lesson, interactive)
+    if result is None:
+        return
+    numbers, figures = result["numbers"], result["figures"]
+    left, right = st.columns(2)
+    left.plotly_chart(figures["curves"], key=f"lessons_transfer_curves_{interactive}")
+    right.plotly_chart(figures["accuracy_vs_images"], key=f"lessons_transfer_counts_{interactive}")
+    at = numbers["images_per_class"].index(numbers["curves"]["images_per_class"])
+    st.markdown(
+        f"With **{numbers['images_per_class'][at]} images per class**: pretrained and frozen "
+        f"**{numbers['transfer'][at]:.0%}**, from random weights **{numbers['scratch'][at]:.0%}** "
+        f"(chance {numbers['chance']:.0%}; {numbers['test_images']} test images, "
+        f"{numbers['size']}×{numbers['size']} pixels, {numbers['epochs']} epochs each).")
+
+
+def when_fails_ui(lesson: Lesson, interactive: bool) -> None:
+    """Accuracy at three cut points, frozen, and with the whole body fine-tuned."""
+    result = trained_result(lesson, interactive)
+    if result is None:
+        return
+    numbers = result["numbers"]
+    st.plotly_chart(result["figures"]["cuts"], key=f"lessons_when_fails_cuts_{interactive}")
+    rows = ", ".join(f"`{cut}` {acc:.0%}" for cut, acc in
+                     zip(numbers["cuts"], numbers["frozen"], strict=True))
+    st.markdown(
+        f"Frozen body, a head on each cut: {rows}. The whole body fine-tuned from the top cut: "
+        f"**{numbers['fine_tuned']:.0%}** ({numbers['images_per_class']} training images per "
+        f"class, {numbers['test_images']} test images, chance {numbers['chance']:.0%}).")
