@@ -118,6 +118,6 @@ LESSON = Lesson(
     defaults={"backbone": LESSON_BACKBONE, "data": DATA, "per_class": 40, "head_epochs": 8,
               "fine_tune_epochs": 3, "blocks": BLOCKS, "learning_rate": LEARNING_RATE,
               "batch_size": BATCH_SIZE, "seed": 0},
-    timing="about 55 s: the head, then two fine-tuning runs at one image per step (53 s measured)",
+    timing="about 55 s: the head, then two fine-tuning runs at one image per step",
     replay=True,
 )

@@ -234,6 +234,6 @@ LESSON = Lesson(
     defaults={"backbone": LESSON_BACKBONE, "data": DATA, "per_class": 40, "head_epochs": 8,
               "fine_tune_epochs": 4, "blocks": BLOCKS, "learning_rate": LEARNING_RATE,
               "batch_size": 16, "seed": 0},
-    timing="about 45 s: the head, then two fine-tuning runs (45 s measured by lessons prepare)",
+    timing="about 45 s: the head, then two fine-tuning runs",
     replay=True,
 )

@@ -138,7 +138,6 @@ LESSON = Lesson(
     run=run,
     defaults={"backbone": LESSON_BACKBONE, "data": DATA, "size": SIZE, "epochs": EPOCHS,
               "images_per_class": IMAGES_PER_CLASS, "curve_images": CURVE_IMAGES, "seed": 0},
-    timing="about 12 minutes live on 2 CPU cores (8 networks are trained; lessons prepare "
-           "measured 696 s), so prepare it before class",
+    timing="about 12 minutes: 8 networks are trained, so prepare it before class",
     replay=True,
 )

@@ -136,6 +136,6 @@ LESSON = Lesson(
     run=run,
     defaults={"backbone": LESSON_BACKBONE, "data": DATA, "size": SIZE,
               "images_per_class": IMAGES_PER_CLASS, "epochs": EPOCHS, "cuts": None, "seed": 0},
-    timing="about 1–2 minutes live on 2 CPU cores (three heads, then the whole body fine-tuned)",
+    timing="about 1–2 minutes: three heads, then the whole body fine-tuned",
     replay=True,
 )
