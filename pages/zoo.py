@@ -8,22 +8,30 @@ from lib import zoo
 from lib.backbones import get_spec
 from lib.backbones.hub_compat import hub_spec
 from lib.errors import TransferLabError
-from lib.jobs import job_callbacks
+from lib.jobs.zoo_tasks import store_result, zoo_measure_spec
 from lib.plots.zoo import make_zoo_scatter_figure
 from lib.ui import navigation, resources, state
-from lib.ui.jobs import finished_note, job_panel, start_job_ui
+from lib.ui.jobs import finished_note, job_panel, submit_job_ui
 
 MEASURE_JOB = state.ZOO_MEASURE_JOB
 SCOPES = ("The selected backbone", "The backbones shown", "Every backbone")
+# The fingerprint key of the table this session shows (the machine its last measuring job ran on),
+# and the id of the last job whose rows were filed in this server's cache.
+TABLE_KEY = "zoo_table_key"
+FILED_KEY = "zoo_measure_filed"
 
 
 def header_section(table: dict) -> None:
     st.title("Model zoo")
-    st.caption(f"Measured on **{table['device']}** · TensorFlow {table['fingerprint']['tensorflow']}")
+    hosts = sorted({r["host"] for r in table["rows"] if r.get("host")})
+    by = f" (host {', '.join(hosts)})" if hosts else ""
+    st.caption(f"Measured on **{table['device']}**{by} · TensorFlow "
+               f"{table['fingerprint']['tensorflow']}")
     st.info(
         "Top-1/top-5 are the **published** ImageNet figures (source per backbone below), not "
-        "measured here. Latency, throughput and memory are measured on this machine; a backbone "
-        "whose weights are unavailable offline is timed with random weights (same cost).",
+        "measured here. Latency, throughput and memory are measured on the machine that runs the "
+        "measuring job (a Dask worker, GPU included, when this server sends jobs to a cluster); "
+        "a backbone whose weights are unavailable offline is timed with random weights (same cost).",
         icon=":material/info:",
     )
     groups = zoo.weights_summary(table["rows"])
@@ -79,14 +87,23 @@ def measure_ui(selected: str, shown: list[str]) -> None:
                "take minutes each at batch 32; a running measurement can stop after any backbone.")
     if c3.button("Re-measure", type="primary", key="zoo_measure_start", disabled=not batches):
         names = {SCOPES[0]: [selected], SCOPES[1]: shown, SCOPES[2]: None}[scope]
-
-        def target(job):
-            return zoo.measure_zoo(names, batches, stop_event=job.stop_event,
-                                   on_progress=job_callbacks(job)["on_progress"])
-
-        start_job_ui(MEASURE_JOB, "zoo_measure", target)
+        submit_job_ui(MEASURE_JOB, zoo_measure_spec(names, batches))
     finished_note(MEASURE_JOB, stopped="the backbones measured so far are saved.",
                   done="Measurement done in {elapsed}.")
+
+
+def file_measurement() -> None:
+    """Once this session's measuring job has ended: files its rows in this server's zoo cache
+    (the worker's cache folder may be another machine's) and shows the table of the machine it
+    measured. Runs on every page run, so a job that ended while the person was elsewhere counts."""
+    job = state.get_job(MEASURE_JOB)
+    if job is None or job.running or st.session_state.get(FILED_KEY) == job.id:
+        return
+    st.session_state[FILED_KEY] = job.id
+    fingerprint = store_result(job.snapshot()["result"])
+    if fingerprint is not None:
+        st.session_state[TABLE_KEY] = fingerprint.get("key") or zoo.fingerprint_key(fingerprint)
+    resources.refresh_zoo_tables()
 
 
 def scatter_section(rows: list[dict], selected: str) -> None:
@@ -147,7 +164,8 @@ def with_session_handles(table: dict) -> dict:
 
 
 def main() -> None:
-    table = with_session_handles(resources.zoo_table())
+    file_measurement()
+    table = with_session_handles(resources.zoo_table(st.session_state.get(TABLE_KEY, "")))
     header_section(table)
     chosen = filters_ui(table)
     rows = filter_rows(table["rows"], chosen)

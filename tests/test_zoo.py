@@ -10,6 +10,7 @@ import pytest
 
 from lib import zoo
 from lib.backbones import RANDOM, BackboneSpec, list_specs, registry
+from lib.storage import runs_dir
 
 FAST = {"min_runs": 3, "budget_s": 0.05, "isolate": False}  # tiny_zoo_test lives in this process
 
@@ -201,3 +202,42 @@ def test_timings_say_where_they_ran():
     assert timing_device([]) == {"device": "CPU", "gpu": NO_GPU, "tf_device": "/CPU:0"}
     gpu = timing_device([tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")])
     assert gpu["device"] == "GPU" and gpu["tf_device"] == "/GPU:0" and gpu["gpu"]
+
+
+def test_measuring_is_a_job_whose_rows_reach_the_cache_and_its_run_folder():
+    from lib.jobs import zoo_tasks
+    from lib.jobs.embedded import EmbeddedBackend
+    from lib.status import DONE
+
+    backend = EmbeddedBackend()
+    spec = zoo_tasks.zoo_measure_spec(["tiny_zoo_test"], [1], min_runs=1, budget_s=0.0, isolate=False)
+    job = backend.handle(backend.submit(spec))
+    assert job.wait(120)
+    snap = job.snapshot()
+    assert snap["status"] == DONE, snap["error"]
+    assert snap["done"] == snap["total"] == 1  # progress counted per backbone
+    result = snap["result"]
+    row = result["rows"]["tiny_zoo_test"]
+    assert row["worker"]["backend"] == "embedded" and row["worker"]["job"] == job.id
+    assert row["host"] == result["worker"]["host"] and row["timings"]["1"]["runs"] >= 1
+    assert zoo.load_zoo_cache(result["fingerprint"])["rows"]["tiny_zoo_test"]["worker"] == row["worker"]
+    run_dir = runs_dir() / job.id
+    assert zoo_tasks.load_result(run_dir) == json.loads(json.dumps(result))  # what a front-end reads
+
+    # A front-end whose cache folder is not the worker's files the rows under the worker's table.
+    elsewhere = {**result, "fingerprint": _fake_fingerprint("a worker's CPU")}
+    assert zoo_tasks.store_result(elsewhere) == elsewhere["fingerprint"]
+    assert zoo.load_zoo_cache(elsewhere["fingerprint"])["rows"]["tiny_zoo_test"] == row
+    assert zoo_tasks.store_result(None) is None
+
+
+def test_a_measuring_spec_checks_its_batches_and_names():
+    from lib.errors import TransferLabError
+    from lib.jobs import zoo_tasks
+
+    with pytest.raises(TransferLabError, match="0"):
+        zoo_tasks.zoo_measure_spec(["tiny_random"], [0])
+    with pytest.raises(TransferLabError, match="names="):
+        zoo_tasks.zoo_measure_spec(["tiny_random", ""], [1])
+    spec = zoo_tasks.zoo_measure_spec(None, [1, 32])
+    assert spec.params["names"] is None and spec.task == zoo_tasks.ZOO_MEASURE_TASK

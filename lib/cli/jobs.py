@@ -8,6 +8,7 @@ job's message becomes the CLI's error (exit 2). Ctrl-C asks the job to stop and 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lib.errors import TransferLabError
@@ -45,14 +46,23 @@ def submit_and_follow(spec, scheduler: str, out: str | None, bar) -> dict:
     job_id = backend.submit(spec)
     run_dir = Path(spec.run_dir) if spec.run_dir else runs.runs_dir() / job_id
     bar.on_message(f"Submitted job {job_id} {backend.describe()}.")
-    state = follow(run_dir, bar)
+    queued_note = getattr(backend, "queued_note", None)  # a Dask backend says why a job waits
+    state = follow(run_dir, bar, note=(lambda: queued_note(job_id)) if queued_note else None)
     if state["status"] in ("failed", "interrupted"):
         raise TransferLabError(state.get("error") or f"The job in {run_dir} {state['status']}.")
     return {**state, "run_dir": str(run_dir), "seconds": time.perf_counter() - start}
 
 
-def follow(run_dir: Path, bar, poll_s: float = FOLLOW_POLL_S) -> dict:
+def follow(run_dir: Path, bar, poll_s: float = FOLLOW_POLL_S,
+           note: Callable[[], str | None] | None = None) -> dict:
     """Prints a job's new progress rows until it ends; the first Ctrl-C asks it to stop.
+
+    Args:
+        run_dir: the job's run folder.
+        bar: a `lib.cli.train.ProgressBar`.
+        poll_s: seconds between reads of the run folder. Defaults to FOLLOW_POLL_S.
+        note: `note()` says why a queued job waits (e.g. "no worker offers GPU=1"), or None.
+            Defaults to None. Each new text is printed once.
 
     Returns:
         The final state (`lib.jobs.store.read_job`).
@@ -60,7 +70,7 @@ def follow(run_dir: Path, bar, poll_s: float = FOLLOW_POLL_S) -> dict:
     from lib.jobs.follow import EventTail
     from lib.jobs.store import read_job, request_stop
 
-    tail, seen, told = EventTail(run_dir), {}, None
+    tail, seen, told, waiting = EventTail(run_dir), {}, None, None
     while True:
         try:
             state = read_job(run_dir) or {"status": "queued"}
@@ -76,9 +86,11 @@ def follow(run_dir: Path, bar, poll_s: float = FOLLOW_POLL_S) -> dict:
             if len(batches) > seen.get("batch", 0):
                 bar.on_batch_end(batches[-1])
                 seen["batch"] = len(batches)
-            if state["status"] == "queued" and told != "queued":
-                bar.on_message(state.get("message") or "Queued.")
-                told = "queued"
+            if state["status"] == "queued":
+                text = (note() if note is not None else None) or state.get("message") or "Queued."
+                if text != waiting:
+                    bar.on_message(text)
+                    waiting = text
             if state["status"] not in ("queued", "running"):
                 return state
             time.sleep(poll_s)

@@ -157,6 +157,7 @@ def execute(spec: JobSpec, job, stop_event, local: dict | None = None) -> Any:
     cbs = job_callbacks(job, epochs=spec.progress.get("epochs"),
                         epoch_offset=int(spec.progress.get("epoch_offset") or 0))
     callbacks = TrainCallbacks(**{k: cbs[k] for k in CALLBACK_KEYS})
+    callbacks.on_progress = cbs["on_progress"]  # for tasks that count steps of their own (the zoo)
     return task(spec.params, run_dir=Path(spec.run_dir), callbacks=callbacks,
                 stop_event=stop_event, local=local or {})
 
@@ -261,7 +262,12 @@ class _Both:
 
 
 def load_job_result(run_dir: Path | str):
-    """A finished job's `TrainResult`, loaded from its run folder (`lib.training.resume`)."""
+    """A finished job's result, loaded from its run folder: a training's `TrainResult`
+    (`lib.training.resume`), or what `load_result(run_dir)` of the task's own module gives for a
+    task defined elsewhere (e.g. `lib.jobs.zoo_tasks`)."""
+    module = str(((read_job(run_dir) or {}).get("spec") or {}).get("task", "")).partition(":")[0]
+    if module and module != __name__:
+        return resolve_task(f"{module}:load_result")(Path(run_dir))
     from lib.training.resume import load_run_result
 
     return load_run_result(run_dir)

@@ -190,10 +190,19 @@ def param_counts(backbone_name: str, cut: str | None, hidden_units: int, dropout
 
 
 @st.cache_data(ttl=ZOO_TABLE_TTL_S, show_spinner=False)
-def zoo_table() -> dict:
-    """The registry joined with this machine's cached zoo measurements (cheap, briefly cached)."""
+def zoo_table(fingerprint_key: str = "") -> dict:
+    """The registry joined with the cached zoo measurements (cheap, briefly cached).
+
+    Args:
+        fingerprint_key: the stored table of that machine (a worker that measured); "" or a key
+            with no table: this machine's. Defaults to "".
+    """
     from lib import zoo
 
+    if fingerprint_key:
+        for other in zoo.list_zoo_caches():
+            if other["fingerprint"].get("key") == fingerprint_key:
+                return zoo.zoo_table(fingerprint=other["fingerprint"])
     return zoo.zoo_table()
 
 

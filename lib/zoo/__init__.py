@@ -37,6 +37,7 @@ from lib.zoo.table import (  # noqa: F401
     list_zoo_caches,
     load_zoo_cache,
     measure_zoo,
+    merge_zoo_rows,
     pareto_front,
     save_zoo_cache,
     weights_summary,

@@ -18,7 +18,8 @@ Per backbone:
   run. It is what this backbone costs a process that already runs TensorFlow; TF's allocator keeps
   freed memory, so backbones measured later in the same process may read lower (hence the worker);
 * `device` / `gpu`: where the TensorFlow timings ran: "GPU" and its name when TensorFlow sees a
-  GPU (the model is built and timed on the first one), else "CPU" and "no GPU";
+  GPU (the model is built and timed on the first one), else "CPU" and "no GPU"; `host`: the
+  machine's name (a Dask worker's, when a job measured it there);
 * weights availability (`offline` / `cached` / `download needed` / `random`). Backbones whose weights
   are unavailable are measured with random weights (same cost), flagged `measured_pretrained=False`.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -284,6 +286,7 @@ def measure_spec(spec: BackboneSpec, batches: Sequence[int] = DEFAULT_BATCHES, *
         peak_mem_mb=round(rss.peak_delta_mb, 1),
         device=where["device"],
         gpu=where["gpu"],
+        host=socket.gethostname(),
         timings=timings,
         timings_litert=litert,
         litert_error=litert_error,

@@ -42,7 +42,7 @@ ZOO_COLUMNS = (
     "latency_ms_b1", "latency_ms_b1_p10", "latency_ms_b1_p90", "throughput_b1",
     "latency_ms_b32", "latency_ms_b32_p10", "latency_ms_b32_p90", "throughput_b32",
     "latency_ms_b1_litert", "latency_ms_b32_litert", "throughput_b32_litert", "litert_error",
-    "peak_mem_mb", "device", "gpu", "measured_at",
+    "peak_mem_mb", "device", "gpu", "host", "measured_at",
 )
 
 
@@ -77,6 +77,23 @@ def save_zoo_cache(data: dict) -> Path:
     return path
 
 
+def merge_zoo_rows(fingerprint: dict, rows: dict[str, dict]) -> dict:
+    """Stores rows measured elsewhere (a job on a worker whose cache folder is not this one's) in
+    the cache of the machine that measured them; the other rows are kept.
+
+    Args:
+        fingerprint: the measuring machine's fingerprint (its table's key).
+        rows: `{name: row}` as `measure_zoo` stores them.
+
+    Returns:
+        The updated cache (as `load_zoo_cache` returns it).
+    """
+    data = load_zoo_cache(fingerprint)
+    data["rows"].update(rows)
+    save_zoo_cache(data)
+    return data
+
+
 def list_zoo_caches() -> list[dict]:
     """Every stored zoo table (one per machine fingerprint): `{"fingerprint", "rows", "path"}`."""
     tables = []
@@ -101,7 +118,8 @@ def _resolve_names(names: Sequence[str] | None) -> list[str]:
 def measure_zoo(names: Sequence[str] | None = None, batches: Sequence[int] = DEFAULT_BATCHES, *,
                 min_runs: int = MIN_RUNS, budget_s: float = TIME_BUDGET_S,
                 fingerprint: dict | None = None, on_progress: ProgressFn | None = None,
-                stop_event: threading.Event | None = None, isolate: bool = True) -> dict:
+                stop_event: threading.Event | None = None, isolate: bool = True,
+                worker: dict | None = None) -> dict:
     """Measures backbones and stores their rows in this machine's zoo cache (other rows are kept).
 
     Args:
@@ -114,6 +132,8 @@ def measure_zoo(names: Sequence[str] | None = None, batches: Sequence[int] = DEF
         isolate: measure each backbone in a fresh Python process (comparable memory figures, and
             the calling process, e.g. the Streamlit server, does not keep 40 models' allocations).
             Backbones registered only in this process (tests) need False. Defaults to True.
+        worker: where this runs (a job's worker: backend, address, host, pid), recorded in each
+            measured row as `worker`. Defaults to None (not recorded).
 
     Returns:
         The updated cache: `{"schema", "fingerprint", "rows": {name: row}}`. A backbone that fails
@@ -133,6 +153,8 @@ def measure_zoo(names: Sequence[str] | None = None, batches: Sequence[int] = DEF
             data["rows"][name] = measure(name, batches, min_runs=min_runs, budget_s=budget_s)
         except TransferLabError as e:
             data["rows"][name] = {**registry_row(get_spec(name)), "error": str(e)}
+        if worker is not None:
+            data["rows"][name]["worker"] = dict(worker)
         save_zoo_cache(data)  # after every row, so a stopped or killed run keeps what it measured
     if on_progress:
         on_progress(len(names), len(names), "Done")
