@@ -204,6 +204,133 @@ def test_the_train_page_submits_to_the_cluster(cluster, toy_data, monkeypatch):
     assert any(m.label.lower().startswith("validation accuracy") for m in at.metric)
 
 
+def tiny_zoo_spec(names: list[str]):
+    """A measuring job that is quick on a worker: in-process, one timed call at batch 1."""
+    from lib.jobs.zoo_tasks import zoo_measure_spec
+
+    return zoo_measure_spec(names, [1], min_runs=1, budget_s=0.0, isolate=False)
+
+
+def test_the_zoo_page_measures_on_a_worker(cluster, monkeypatch):
+    from functools import partial
+
+    from streamlit.testing.v1 import AppTest
+
+    from lib import zoo
+    from lib.jobs import zoo_tasks
+    from lib.jobs.follow import StoreJob
+
+    address, workers = cluster
+    monkeypatch.setenv("TRANSFERLAB_SCHEDULER", address)
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", "tiny_random")
+    # The page's spec as it is, measured in the worker's process with one timed call.
+    monkeypatch.setattr(zoo_tasks, "zoo_measure_spec", partial(
+        zoo_tasks.zoo_measure_spec, min_runs=1, budget_s=0.0, isolate=False))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120).run()
+    at.switch_page("pages/zoo.py").run()
+    at.multiselect(key="zoo_measure_batches").set_value([1]).run()
+    at.button(key="zoo_measure_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = at.session_state["zoo_measure_job"]
+    assert isinstance(job, StoreJob)  # a task on a worker, followed through the run store
+
+    def finished() -> bool:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return job.snapshot()["status"] != RUNNING
+
+    wait_for(finished, what="the page's measuring job")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    snap = job.snapshot()
+    assert snap["status"] == DONE, snap["error"]
+    assert snap["done"] == snap["total"] == 1
+    row = snap["result"]["rows"]["tiny_random"]
+    assert row["worker"]["address"] in workers and row["worker"]["pid"] != os.getpid()
+    assert row["worker"]["job"] == job.id and row["host"] == row["worker"]["host"]
+    fingerprint = snap["result"]["fingerprint"]  # the worker's machine
+    assert zoo.load_zoo_cache(fingerprint)["rows"]["tiny_random"]["worker"] == row["worker"]
+    assert at.session_state["zoo_table_key"] == fingerprint["key"]
+    assert any(s.value.startswith("Measurement done") for s in at.success)
+
+
+def test_a_zoo_job_on_a_worker_stops_and_a_failure_reaches_its_handle(cluster):
+    from lib.jobs import get_backend
+    from lib.status import FAILED
+
+    address, _ = cluster
+    backend = get_backend(address)
+    failing = backend.handle(backend.submit(tiny_zoo_spec(["no_such_backbone"])))
+    many = backend.handle(backend.submit(tiny_zoo_spec(["tiny_random"] * 40)))
+    assert failing.wait(JOB_TIMEOUT_S)
+    snap = failing.snapshot()
+    assert snap["status"] == FAILED and "no_such_backbone" in snap["error"]
+
+    wait_for(lambda: many.snapshot()["done"] >= 1, what="the first backbone measured")
+    backend.stop(many.id)
+    assert many.wait(JOB_TIMEOUT_S)
+    snap = many.snapshot()
+    assert snap["status"] == STOPPED, snap["error"]
+    assert 1 <= snap["done"] < 40 and "tiny_random" in snap["result"]["rows"]
+
+
+class RecordingBar:
+    """The CLI's progress bar, keeping messages; stops the job once it says no worker can run it."""
+
+    def __init__(self, address: str) -> None:
+        self.address, self.messages = address, []
+
+    def on_message(self, text: str) -> None:
+        from lib.jobs import get_backend
+
+        self.messages.append(text)
+        if "no worker offers" in text:
+            job_id = self.messages[0].split()[2]  # "Submitted job <id> on the Dask cluster at ..."
+            get_backend(self.address).stop(job_id)
+
+    def on_extract(self, done: int, total: int) -> None:
+        pass
+
+    def on_batch_end(self, row: dict) -> None:
+        pass
+
+    def on_epoch_end(self, row: dict) -> None:
+        pass
+
+
+def test_a_job_no_worker_can_run_says_so_and_waits(cluster, toy_data, monkeypatch):
+    from lib.cli.jobs import submit_and_follow
+    from lib.jobs import dask_backend
+    from lib.jobs.store import read_job
+    from lib.jobs.tasks import train_spec
+    from lib.training import TrainConfig
+
+    address, _ = cluster
+    monkeypatch.setenv("TRANSFERLAB_JOB_RESOURCES", "GPU=1")  # no worker of the cluster has one
+    monkeypatch.setattr(dask_backend, "QUEUE_CHECK_S", 0.2)
+    spec = train_spec(TrainConfig(backbone="tiny_random", data=str(toy_data), epochs=1).validate())
+    backend = dask_backend.DaskBackend(address)
+    try:
+        handle = backend.handle(backend.submit(spec))
+        note = wait_for(lambda: "no worker offers GPU=1" in handle.snapshot()["message"]
+                        and handle.snapshot()["message"], timeout=60, what="the job panel's note")
+        assert f"dask worker {address} --resources GPU=1" in note
+        snap = handle.snapshot()
+        assert snap["status"] == RUNNING and snap["queued"] and snap["error"] is None
+        assert read_job(handle.run_dir)["status"] == "queued"  # it waits; it is not failed
+        listed = next(s for s in backend.list() if s["id"] == handle.id)  # the server's jobs list
+        assert "no worker offers GPU=1" in listed["message"]
+        backend.stop(handle.id)
+        assert read_job(handle.run_dir)["status"] == STOPPED
+    finally:
+        backend.close()
+
+    bar = RecordingBar(address)  # the CLI (`train --scheduler`) says it too, while it waits
+    state = submit_and_follow(spec, address, None, bar)
+    assert state["status"] == STOPPED
+    assert any("--resources GPU=1" in m for m in bar.messages), bar.messages
+
+
 def test_a_killed_worker_leaves_an_interrupted_run_that_runs_again(cluster, toy_data):
     from lib.jobs import get_backend
     from lib.jobs.tasks import rerun_spec, train_spec
@@ -308,3 +435,51 @@ def test_the_train_page_says_when_jobs_cannot_be_submitted(toy_data, monkeypatch
     assert "train_job" not in at.session_state or at.session_state["train_job"] is None
     at.switch_page("pages/runs.py").run()  # every other page keeps working
     assert not at.exception, [e.value for e in at.exception]
+
+
+def _scheduler_knows(backend, job_id: str) -> bool:
+    from lib.jobs.dask_backend import job_key
+
+    client = backend.client()
+    key = job_key(job_id)
+    return client.sync(client.scheduler.get_task_status, keys=[key])[key] is not None
+
+
+def test_a_queued_job_its_restarted_scheduler_forgot_reads_interrupted(tmp_path, toy_data,
+                                                                       monkeypatch):
+    from lib.jobs import dask_backend
+    from lib.jobs.store import read_job
+    from lib.jobs.tasks import rerun_spec, train_spec
+    from lib.runs import list_runs
+    from lib.training import TrainConfig
+
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(dask_backend, "QUEUE_CHECK_S", 0.2)
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    spec = train_spec(TrainConfig(backbone="tiny_random", data=str(toy_data), epochs=1).validate())
+    scheduler = start_scheduler(port, tmp_path / "scheduler.log")  # no worker: the job waits
+    backend = dask_backend.DaskBackend(address)
+    try:
+        job_id = wait_for(lambda: _try_submit(backend, spec), timeout=START_TIMEOUT_S,
+                          what="the scheduler to start")
+        handle = backend.handle(job_id)
+        wait_for(lambda: _scheduler_knows(backend, job_id), what="the scheduler to know the job")
+        monkeypatch.setattr(dask_backend, "LOST_GRACE_S", 0.0)  # known now: no grace needed
+        assert "no worker is connected" in wait_for(lambda: handle.snapshot()["message"]
+                                                    if "no worker" in handle.snapshot()["message"]
+                                                    else None, what="the waiting note")
+        assert read_job(handle.run_dir)["status"] == "queued"  # a known job is left waiting
+
+        stop_process(scheduler)
+        scheduler = start_scheduler(port, tmp_path / "scheduler-again.log")
+        wait_for(lambda: handle.snapshot()["status"] == INTERRUPTED, timeout=START_TIMEOUT_S,
+                 what="the forgotten job to read interrupted")
+        snap = handle.snapshot()
+        assert "restarted" in snap["error"] and "Run it again with the same config" in snap["error"]
+        row = next(r for r in list_runs() if r["name"] == job_id)  # the Runs page offers a rerun
+        assert row["status"] == INTERRUPTED and not row["has_model"]
+        assert rerun_spec(handle.run_dir).params == spec.params
+    finally:
+        backend.close()
+        stop_process(scheduler)

@@ -127,7 +127,8 @@ def measure_zoo(names: Sequence[str] | None = None, batches: Sequence[int] = DEF
         batches: batch sizes to time. Defaults to (1, 32).
         min_runs, budget_s: see `lib.zoo.measure.time_batches`.
         fingerprint: the machine fingerprint (tests pass a fake one). Defaults to this machine's.
-        on_progress: `on_progress(done, total, message)` before each backbone and at the end.
+        on_progress: `on_progress(done, total, message)` before each backbone and at the end
+            (`done` < `total` there when it was stopped).
         stop_event: set it to stop after the current backbone.
         isolate: measure each backbone in a fresh Python process (comparable memory figures, and
             the calling process, e.g. the Streamlit server, does not keep 40 models' allocations).
@@ -144,6 +145,7 @@ def measure_zoo(names: Sequence[str] | None = None, batches: Sequence[int] = DEF
     fingerprint = fingerprint or machine_fingerprint()
     data = load_zoo_cache(fingerprint)
     measure = measure_in_subprocess if isolate else measure_backbone
+    measured = 0
     for i, name in enumerate(names):
         if stop_event is not None and stop_event.is_set():
             break
@@ -156,8 +158,10 @@ def measure_zoo(names: Sequence[str] | None = None, batches: Sequence[int] = DEF
         if worker is not None:
             data["rows"][name]["worker"] = dict(worker)
         save_zoo_cache(data)  # after every row, so a stopped or killed run keeps what it measured
-    if on_progress:
-        on_progress(len(names), len(names), "Done")
+        measured = i + 1
+    if on_progress:  # a stopped run's bar stays where it stopped
+        on_progress(measured, len(names), "Done" if measured == len(names) else
+                    f"Stopped after {measured} of {len(names)} backbones")
     return data
 
 
