@@ -483,3 +483,14 @@ def test_a_queued_job_its_restarted_scheduler_forgot_reads_interrupted(tmp_path,
     finally:
         backend.close()
         stop_process(scheduler)
+
+
+def test_the_waiting_note_names_what_no_worker_offers():
+    from lib.jobs.dask_backend import waiting_note
+
+    workers = {"tcp://a:1": {"resources": {}}, "tcp://b:2": {"resources": {"GPU": 1}}}
+    assert waiting_note({"GPU": 1.0}, workers, "tcp://s:8786") is None  # b can run it
+    assert waiting_note({}, workers, "tcp://s:8786") is None
+    note = waiting_note({"GPU": 2.0}, workers, "tcp://s:8786")
+    assert "no worker offers GPU=2" in note and "dask worker tcp://s:8786 --resources GPU=2" in note
+    assert "no worker is connected" in waiting_note({}, {}, "tcp://s:8786")

@@ -305,11 +305,17 @@ class DaskBackend(JobBackend):
                 self._watcher.start()
 
     def _watch_loop(self) -> None:
+        """Checks the watched jobs every QUEUE_CHECK_S; ends once none is queued (`watch` starts
+        it again) or the backend is closed."""
         while not self._closed.is_set():
             try:
                 self.check_queued()
             except Exception:  # noqa: BLE001, S110 - a failed check is retried; it never ends the watch
                 pass
+            with self._book_lock:
+                if not self._watched:
+                    self._watcher = None
+                    return
             self._closed.wait(QUEUE_CHECK_S)
 
     def check_queued(self, now: float | None = None) -> dict[str, str]:
