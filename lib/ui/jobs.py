@@ -164,8 +164,12 @@ def server_jobs_section(*, can_stop: bool) -> None:
     if backend is not None and backend.name != "embedded":
         for snap in backend.list():
             worker = snap.get("worker") or {}
-            where = f"on {worker.get('host')}" if worker else "queued"
-            rows.append((snap["id"], snap["kind"], snap["owner"], f"{where}: {snap['message']}",
+            message = snap["message"]
+            if worker:
+                note = f"on {worker.get('host')}: {message}"
+            else:  # a queued job's message may already say so ("Queued: no worker offers ...")
+                note = message if message.lower().startswith("queued") else f"queued: {message}"
+            rows.append((snap["id"], snap["kind"], snap["owner"], note,
                          snap["stopping"], lambda job_id=snap["id"]: backend.stop(job_id)))
     if not rows:
         st.caption("No jobs are running on this server.")
