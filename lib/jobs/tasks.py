@@ -30,7 +30,7 @@ from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
 TRAIN, SCRATCH, FINETUNE = "train", "scratch", "finetune"
 TASKS = {TRAIN: "lib.jobs.tasks:train_task", SCRATCH: "lib.jobs.tasks:scratch_task",
          FINETUNE: "lib.jobs.tasks:finetune_task"}
-CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message")
+CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message", "on_progress")
 
 
 # ----- specs -------------------------------------------------------------------------------------
@@ -261,7 +261,17 @@ class _Both:
 
 
 def load_job_result(run_dir: Path | str):
-    """A finished job's `TrainResult`, loaded from its run folder (`lib.training.resume`)."""
+    """A finished job's result: a `TrainResult` loaded from its run folder (`lib.training.resume`),
+    or, for a task whose module has a `load_result(run_dir)` (Look inside), what that reads."""
+    import importlib
+
     from lib.training.resume import load_run_result
 
+    state = read_job(run_dir) or {}
+    module = str((state.get("spec") or {}).get("task", "")).partition(":")[0]
+    if module and module != __name__:
+        JobSpec(kind="check", task=f"{module}:load_result").validate()  # only lib modules
+        loader = getattr(importlib.import_module(module), "load_result", None)
+        if loader is not None:
+            return loader(run_dir)
     return load_run_result(run_dir)
