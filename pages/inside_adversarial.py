@@ -1,6 +1,7 @@
 """Look inside · Adversarial examples: nudge a photo within ε until the network changes its mind.
 
-Widgets in, `lib.inside.attacks` in background jobs, figures from `lib.plots.inside` out.
+Widgets in, `lib.inside.attacks` in background jobs (`lib.inside.jobs` specs, run wherever the
+server runs jobs), figures from `lib.plots.inside` out.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ import numpy as np
 import streamlit as st
 
 from lib.errors import TransferLabError
-from lib.inside.attacks import DEFAULT_MARGIN, attack, eps_sweep, sample_dataset
+from lib.inside.attacks import DEFAULT_MARGIN, sample_dataset
 from lib.inside.display import SAMPLES, amplify_perturbation, png_bytes, sample_image
-from lib.jobs import Job
+from lib.inside.jobs import attack_spec, sweep_spec
 from lib.plots.inside import (
     make_min_eps_figure,
     make_robustness_figure,
@@ -19,8 +20,15 @@ from lib.plots.inside import (
 )
 from lib.ui import state
 from lib.ui.choosers import image_chooser, session_dataset
-from lib.ui.inside import class_index, class_options, header
-from lib.ui.jobs import finished_note, job_panel, start_job_ui
+from lib.ui.inside import (
+    InsideModel,
+    class_index,
+    class_options,
+    header,
+    stored_pixels,
+    submit_inside_job,
+)
+from lib.ui.jobs import finished_note, job_panel
 
 # Budgets of the ε sweep per norm, in pixel units; 0 is the clean baseline (clean accuracy).
 SWEEP_EPS = {"linf": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
@@ -68,16 +76,6 @@ def attack_settings_ui(probe) -> dict:
             "random_init": bool(random_init), "margin": float(margin)}
 
 
-def attack_target(probe, image: np.ndarray, settings: dict):
-    """The attack job's body (runs on the job's thread, no st.* calls)."""
-    def target(job: Job):
-        def on_step(info):
-            job.set_progress(info["step"], info["steps"], f"step {info['step']}/{info['steps']}")
-
-        return attack(probe, image, stop_event=job.stop_event, on_step=on_step, **settings)
-    return target
-
-
 def sweep_images(probe) -> tuple[np.ndarray, list[int] | None, str]:
     """Up to SWEEP_IMAGES images from the session's dataset (with their true labels when the
     dataset's classes are the model's), else the built-in samples (no labels).
@@ -92,19 +90,6 @@ def sweep_images(probe) -> tuple[np.ndarray, list[int] | None, str]:
         return images, labels, f"{len(images)} images of {dataset.name}"
     images = np.stack([sample_image(n, size) for n in SAMPLES])
     return images, None, f"the {len(SAMPLES)} built-in samples"
-
-
-def sweep_target(probe, images: np.ndarray, labels: list[int] | None, settings: dict):
-    """The ε-sweep job's body: the chosen method and norm at every ε of `SWEEP_EPS[norm]`,
-    untargeted, against `labels` when given (robust accuracy), else the clean predictions."""
-    def target(job: Job):
-        return eps_sweep(probe, images, SWEEP_EPS[settings["norm"]], labels=labels,
-                         method=settings["method"], steps=settings["steps"],
-                         norm=settings["norm"], random_init=settings["random_init"],
-                         margin=settings["margin"],
-                         on_progress=lambda d, t, m: job.set_progress(d, t, m),
-                         stop_event=job.stop_event)
-    return target
 
 
 def attack_result_ui(result) -> None:
@@ -173,12 +158,15 @@ def sweep_result_ui(sweep, reference: str, norm: str) -> None:
                      for name in ("robust accuracy", "success rate", "mean top-1 probability")})
 
 
-def buttons_ui(probe, image: np.ndarray | None, settings: dict) -> None:
+def buttons_ui(chosen: InsideModel, image: np.ndarray | None, settings: dict) -> None:
     """Attack (one image) and ε sweep (a dozen images) buttons."""
+    probe = chosen.probe
     c1, c2 = st.columns(2)
     if c1.button("Attack", type="primary", icon=":material/bolt:", key="inside_attack_run",
                  disabled=image is None or state.job_running(state.INSIDE_ATTACK_JOB)):
-        start_job_ui(state.INSIDE_ATTACK_JOB, "attack", attack_target(probe, image, settings))
+        if (path := stored_pixels(image)) is not None:
+            submit_inside_job(state.INSIDE_ATTACK_JOB, attack_spec(chosen.ref, path, settings),
+                              lambda: {"probe": probe})
     grid = SWEEP_EPS[settings["norm"]]
     if c2.button(f"ε sweep ({NORM_NAMES[settings['norm']]}, ε = {', '.join(f'{e:g}' for e in grid)})",
                  icon=":material/show_chart:", key="inside_sweep_run",
@@ -188,11 +176,14 @@ def buttons_ui(probe, image: np.ndarray | None, settings: dict) -> None:
         except TransferLabError as e:
             st.error(str(e))
         else:
+            if (path := stored_pixels(images)) is None:
+                return
             reference = TRUE_LABELS if labels is not None else CLEAN_PREDICTIONS
             state.put(state.INSIDE_SWEEP_WHAT, {"what": what, "reference": reference,
                                                 "norm": settings["norm"]})
-            start_job_ui(state.INSIDE_SWEEP_JOB, "eps sweep",
-                         sweep_target(probe, images, labels, settings))
+            submit_inside_job(state.INSIDE_SWEEP_JOB,
+                              sweep_spec(chosen.ref, path, list(grid), labels, settings),
+                              lambda: {"probe": probe})
 
 
 def results_ui() -> None:
@@ -217,5 +208,5 @@ def results_ui() -> None:
 chosen = header("Adversarial examples", INTRO)
 picked, _ = image_chooser("inside_attack", chosen.probe.input_size)
 attack_settings = attack_settings_ui(chosen.probe)
-buttons_ui(chosen.probe, picked, attack_settings)
+buttons_ui(chosen, picked, attack_settings)
 results_ui()

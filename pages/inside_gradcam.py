@@ -1,6 +1,7 @@
 """Look inside · Grad-CAM: which parts of the image the evidence for a class comes from.
 
-Widgets in, `lib.inside.gradcam` in a background job, images and a top-5 chart out.
+Widgets in, `lib.inside.gradcam` in a background job (a `lib.inside.jobs` spec, run wherever the
+server runs jobs), images and a top-5 chart out.
 """
 
 from __future__ import annotations
@@ -9,28 +10,27 @@ import numpy as np
 import streamlit as st
 
 from lib.errors import TransferLabError
-from lib.inside.gradcam import colorize, gradcam
+from lib.inside.gradcam import colorize
+from lib.inside.jobs import gradcam_spec
 from lib.inside.probe import layer_names_with_maps
-from lib.jobs import Job
 from lib.plots.ui import make_topk_figure
 from lib.ui import state
 from lib.ui.choosers import image_chooser
-from lib.ui.inside import class_index, class_options, header
-from lib.ui.jobs import finished_note, job_panel, start_job_ui
+from lib.ui.inside import (
+    InsideModel,
+    class_index,
+    class_options,
+    header,
+    stored_pixels,
+    submit_inside_job,
+)
+from lib.ui.jobs import finished_note, job_panel
 
 PREDICTED = "(the predicted class)"
 # Each heatmap cell is drawn as a block of this many pixels a side.
 HEATMAP_BLOCK = 16
 INTRO = ("Which parts of the image the evidence for a class comes from (Grad-CAM on the last "
          "feature map, or a layer you choose).")
-
-
-def cam_target(probe, image: np.ndarray, index: int | None, layer: str | None):
-    """The Grad-CAM job's body (runs on the job's thread, no st.* calls)."""
-    def target(job: Job):
-        job.set_progress(0, 1, "computing gradients")
-        return gradcam(probe, image, index, layer=layer)
-    return target
 
 
 def settings_ui(probe) -> tuple[str, str] | None:
@@ -58,7 +58,8 @@ def result_ui(result) -> None:
     c3.plotly_chart(make_topk_figure(result.top, title="Top 5"), key="inside_cam_top")
 
 
-def gradcam_section(probe) -> None:
+def gradcam_section(chosen: InsideModel) -> None:
+    probe = chosen.probe
     image, _ = image_chooser("inside_cam", probe.input_size)
     settings = settings_ui(probe)
     if settings is None:
@@ -67,11 +68,13 @@ def gradcam_section(probe) -> None:
     if st.button("Explain", type="primary", icon=":material/visibility:", key="inside_cam_run",
                  disabled=image is None or state.job_running(state.INSIDE_CAM_JOB)):
         index = None if option == PREDICTED else class_index(option)
-        start_job_ui(state.INSIDE_CAM_JOB, "grad-cam", cam_target(probe, image, index, layer))
+        if (path := stored_pixels(image)) is not None:
+            submit_inside_job(state.INSIDE_CAM_JOB, gradcam_spec(chosen.ref, path, index, layer),
+                              lambda: {"probe": probe})
     if state.job_running(state.INSIDE_CAM_JOB):
         job_panel(state.INSIDE_CAM_JOB, "Grad-CAM")
     elif (snap := finished_note(state.INSIDE_CAM_JOB)) is not None and snap["result"] is not None:
         result_ui(snap["result"])
 
 
-gradcam_section(header("Grad-CAM", INTRO).probe)
+gradcam_section(header("Grad-CAM", INTRO))

@@ -1,6 +1,7 @@
 """Look inside · Ideal image: start from noise and change the image until the network sees a class.
 
-Widgets in, `lib.inside.ideal` in background jobs, images and figures from `lib.plots.inside` out.
+Widgets in, `lib.inside.ideal` in background jobs (`lib.inside.jobs` specs, run wherever the
+server runs jobs), images and figures from `lib.plots.inside` out.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import streamlit as st
 
 from lib.errors import TransferLabError
 from lib.inside.display import png_bytes
-from lib.inside.ideal import IdealSettings, compare_tv, ideal_image
+from lib.inside.ideal import IdealSettings
+from lib.inside.jobs import compare_spec, ideal_spec
 from lib.inside.probe import layer_names_with_maps
-from lib.jobs import Job
 from lib.plots.inside import make_ideal_curve_figure, make_transfer_figure
 from lib.ui import resources, state
-from lib.ui.inside import class_index, class_options, header
-from lib.ui.jobs import finished_note, job_panel, start_job_ui
+from lib.ui.inside import InsideModel, class_index, class_options, header, submit_inside_job
+from lib.ui.jobs import finished_note, job_panel
 
 LITE_FAMILY = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 ESPRESSO = 967  # the default ImageNet class: its ideal image is recognisable at once
@@ -82,46 +83,27 @@ def settings_ui(probe) -> IdealSettings:
                    learning_rate=d.learning_rate if param == "fft" else 0.01)
 
 
-def ideal_target(probe, objective: dict, settings: IdealSettings):
-    """The ideal-image job's body: records every step and a frame now and then for the live view."""
-    def target(job: Job):
-        def on_step(info):
-            job.append("step", {"prob": info["prob"], "objective": info["objective"]})
-            job.set_progress(info["step"], info["steps"], f"step {info['step']}/{info['steps']}")
-
-        def on_frame(info):
-            job.append("frame", {"step": info["step"], "image": info["image"]})
-
-        result = ideal_image(probe, objective["class_index"], settings, layer=objective["layer"],
-                             channel=objective["channel"], on_step=on_step, on_frame=on_frame,
-                             stop_event=job.stop_event)
-        return {"result": result, "label": objective["label"]}
-    return target
-
-
-def compare_target(probe, index: int, settings: IdealSettings, others: dict):
-    """The TV-comparison job's body: plain ascent, TV 0 and the chosen settings."""
-    def target(job: Job):
-        return compare_tv(probe, index, settings, others=others,
-                          on_progress=lambda d, t, m: job.set_progress(d, t, m),
-                          stop_event=job.stop_event)
-    return target
+def transfer_names(name: str | None) -> list[str]:
+    """The other EfficientNet-Lite models, for the transfer figures (only for a Lite backbone)."""
+    return [other for other in LITE_FAMILY if other != name] if name in LITE_FAMILY else []
 
 
 def transfer_probes(name: str | None) -> dict:
-    """The other EfficientNet-Lite models, for the transfer figures (only for a Lite backbone)."""
-    if name not in LITE_FAMILY:
-        return {}
-    return {other: resources.get_backbone_probe(other) for other in LITE_FAMILY
-            if other != name and resources.get_backbone(other).pretrained}
+    """Probes of the other EfficientNet-Lite models that have their weights here."""
+    return {other: resources.get_backbone_probe(other) for other in transfer_names(name)
+            if resources.get_backbone(other).pretrained}
 
 
 def live_view(snap: dict) -> None:
-    """The image evolving and its probability curve, drawn by the job panel while the job runs."""
-    frames, steps = snap["events"].get("frame", []), snap["events"].get("step", [])
+    """The image evolving and its probability curve, drawn by the job panel while the job runs.
+
+    The job records each step (`prob`, `objective`) and each frame it saved (`frame`, a PNG in
+    its folder) as rows of its progress events."""
+    rows = snap["events"].get("batch", [])
+    frames, steps = [r for r in rows if "frame" in r], [r for r in rows if "prob" in r]
     left, right = st.columns([1, 2])
     if frames:
-        left.image(frames[-1]["image"], caption=f"step {frames[-1]['step']}", width="stretch")
+        left.image(frames[-1]["frame"], caption=f"step {frames[-1]['step']}", width="stretch")
     if steps:
         right.plotly_chart(make_ideal_curve_figure([s["prob"] for s in steps],
                                                    [s["objective"] for s in steps]),
@@ -177,23 +159,25 @@ def gallery_ui() -> None:
                           caption=f"{item['label']} · p {r.prob:.2f} · TV {r.settings.tv_weight:g}")
 
 
-def buttons_ui(probe, backbone: str | None, objective: dict, settings: IdealSettings) -> None:
+def buttons_ui(chosen: InsideModel, objective: dict, settings: IdealSettings) -> None:
     """Generate, and compare TV 0 with the chosen weight (for a class only)."""
+    probe = chosen.probe
     c1, c2 = st.columns(2)
     if c1.button("Generate", type="primary", icon=":material/auto_awesome:", key="inside_ideal_run",
                  disabled=state.job_running(state.INSIDE_IDEAL_JOB)):
-        start_job_ui(state.INSIDE_IDEAL_JOB, "ideal image", ideal_target(probe, objective, settings))
+        submit_inside_job(state.INSIDE_IDEAL_JOB, ideal_spec(chosen.ref, objective, settings),
+                          lambda: {"probe": probe})
     if c2.button(f"Compare TV 0 with TV {settings.tv_weight:g} (and plain ascent)",
                  icon=":material/compare:", key="inside_compare_run",
                  disabled=objective["class_index"] is None
                  or state.job_running(state.INSIDE_COMPARE_JOB)):
+        spec = compare_spec(chosen.ref, objective["class_index"], settings,
+                            transfer_names(chosen.backbone))
         try:
-            others = transfer_probes(backbone)
+            submit_inside_job(state.INSIDE_COMPARE_JOB, spec,
+                              lambda: {"probe": probe, "others": transfer_probes(chosen.backbone)})
         except TransferLabError as e:
             st.error(str(e))
-        else:
-            start_job_ui(state.INSIDE_COMPARE_JOB, "TV comparison",
-                         compare_target(probe, objective["class_index"], settings, others))
 
 
 def results_ui() -> None:
@@ -217,5 +201,5 @@ try:
 except TransferLabError as e:
     st.error(str(e))
     st.stop()
-buttons_ui(chosen.probe, chosen.backbone, chosen_objective, settings_ui(chosen.probe))
+buttons_ui(chosen, chosen_objective, settings_ui(chosen.probe))
 results_ui()

@@ -204,6 +204,37 @@ def test_the_train_page_submits_to_the_cluster(cluster, toy_data, monkeypatch):
     assert any(m.label.lower().startswith("validation accuracy") for m in at.metric)
 
 
+def test_an_attack_from_the_look_inside_page_runs_on_a_worker(cluster, toy_data, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from lib.inside.attacks import AttackResult
+    from lib.jobs.follow import StoreJob
+    from lib.jobs.store import read_job
+    from lib.runs import list_runs
+
+    address, workers = cluster
+    monkeypatch.setenv("TRANSFERLAB_SCHEDULER", address)
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", "tiny_random")
+    monkeypatch.setenv("TRANSFERLAB_DEFAULT_DATA", str(toy_data))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120).run()
+    at.switch_page("pages/inside_adversarial.py").run()
+    at.button(key="inside_attack_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = at.session_state["inside_attack_job"]
+    assert isinstance(job, StoreJob)  # a spec on the cluster, not a closure on a thread here
+    wait_for(lambda: not job.running, what="the page's attack job")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    state = read_job(job.run_dir)
+    assert state["status"] == DONE, state.get("error")
+    assert state["kind"] == "attack" and state["worker"]["address"] in workers
+    assert state["worker"]["pid"] != os.getpid()
+    result = job.snapshot()["result"]  # what the page draws, read back from the job's folder
+    assert isinstance(result, AttackResult) and result.linf <= 4.0
+    assert any("PGD" in m.value and "succeed" in m.value for m in at.markdown)
+    assert job.id not in [row["name"] for row in list_runs()]  # not listed as a training run
+
+
 def tiny_zoo_spec(names: list[str]):
     """A measuring job that is quick on a worker: in-process, one timed call at batch 1."""
     from lib.jobs.zoo_tasks import zoo_measure_spec

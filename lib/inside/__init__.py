@@ -8,6 +8,9 @@
 * `canvas`: ideal-image settings, parameterisation, regularisers and random views.
 * `ideal`: regularised gradient ascent on the input (`ideal_image`), transfer to other models.
 * `gradcam`: Grad-CAM heatmaps and overlays.
+* `jobs`: the pages' attacks, sweeps, ideal images and Grad-CAM as `JobSpec`s (model by name,
+  pixels in the uploads store), run wherever the job backend runs jobs; `results` keeps what they
+  return in the job's folder (npz + JSON, no pickle) and reads it back.
 
 Everything is pure TensorFlow, in pixel units ([0, 255]), and reports through callbacks.
 """

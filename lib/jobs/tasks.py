@@ -30,7 +30,7 @@ from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
 TRAIN, SCRATCH, FINETUNE = "train", "scratch", "finetune"
 TASKS = {TRAIN: "lib.jobs.tasks:train_task", SCRATCH: "lib.jobs.tasks:scratch_task",
          FINETUNE: "lib.jobs.tasks:finetune_task"}
-CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message")
+CALLBACK_KEYS = ("on_batch_end", "on_epoch_end", "on_extract", "on_message", "on_progress")
 
 
 # ----- specs -------------------------------------------------------------------------------------
@@ -157,7 +157,6 @@ def execute(spec: JobSpec, job, stop_event, local: dict | None = None) -> Any:
     cbs = job_callbacks(job, epochs=spec.progress.get("epochs"),
                         epoch_offset=int(spec.progress.get("epoch_offset") or 0))
     callbacks = TrainCallbacks(**{k: cbs[k] for k in CALLBACK_KEYS})
-    callbacks.on_progress = cbs["on_progress"]  # for tasks that count steps of their own (the zoo)
     return task(spec.params, run_dir=Path(spec.run_dir), callbacks=callbacks,
                 stop_event=stop_event, local=local or {})
 
@@ -262,12 +261,17 @@ class _Both:
 
 
 def load_job_result(run_dir: Path | str):
-    """A finished job's result, loaded from its run folder: a training's `TrainResult`
-    (`lib.training.resume`), or what `load_result(run_dir)` of the task's own module gives for a
-    task defined elsewhere (e.g. `lib.jobs.zoo_tasks`)."""
-    module = str(((read_job(run_dir) or {}).get("spec") or {}).get("task", "")).partition(":")[0]
-    if module and module != __name__:
-        return resolve_task(f"{module}:load_result")(Path(run_dir))
+    """A finished job's result: a `TrainResult` loaded from its run folder (`lib.training.resume`),
+    or, for a task whose module has a `load_result(run_dir)` (Look inside), what that reads."""
+    import importlib
+
     from lib.training.resume import load_run_result
 
+    state = read_job(run_dir) or {}
+    module = str((state.get("spec") or {}).get("task", "")).partition(":")[0]
+    if module and module != __name__:
+        JobSpec(kind="check", task=f"{module}:load_result").validate()  # only lib modules
+        loader = getattr(importlib.import_module(module), "load_result", None)
+        if loader is not None:
+            return loader(run_dir)
     return load_run_result(run_dir)

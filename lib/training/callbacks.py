@@ -45,12 +45,15 @@ class TrainCallbacks:
             "val_accuracy", "seconds"})`.
         on_extract: `fn(done, total)` while the body extracts features.
         on_message: `fn(text)` with what is happening now, for a person.
+        on_progress: `fn(done, total, text)` for jobs counted in steps, not epochs (Look inside);
+            training does not call it.
     """
 
     on_batch_end: Callable[[dict], None] | None = None
     on_epoch_end: Callable[[dict], None] | None = None
     on_extract: Callable[[int, int], None] | None = None
     on_message: Callable[[str], None] | None = None
+    on_progress: Callable[[int, int, str], None] | None = None
 
     def message(self, text: str) -> None:
         if self.on_message:
