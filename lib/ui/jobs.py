@@ -3,10 +3,9 @@
 Every page that runs a job (Train, Fine-tune, the Look inside pages, the zoo's measuring) uses the
 same three pieces, so progress, ETA, Stop and the finished note look and behave the same everywhere:
 
-* `submit_job_ui(key, spec, local=...)` submits a `JobSpec` (training, fine-tuning) to the server's
-  job backend (`TRANSFERLAB_SCHEDULER`: threads here, or Dask workers) under the session key `key`;
-  `start_job_ui(key, kind, target)` starts a closure `target(job)` on a thread here (the Look
-  inside and zoo jobs, which hold in-memory models);
+* `submit_job_ui(key, spec, local=...)` submits a `JobSpec` (training, fine-tuning, the Look
+  inside jobs, the zoo's measuring) to the server's job backend (`TRANSFERLAB_SCHEDULER`: threads
+  here, or Dask workers) under the session key `key`;
 * `job_panel(key, title, live=...)`, one `st.fragment(run_every=LIVE_REFRESH_S)`, redraws the
   progress bar (with ETA), the Stop button and the page's own live view, and reruns the page
   when the job ends;
@@ -24,13 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import streamlit as st
 
 from lib.errors import TransferLabError
 from lib.job_slots import jobs_per_visitor
-from lib.jobs import Job, JobBackend, JobHandle, JobRegistry, JobSpec, format_seconds, start_job
+from lib.jobs import JobBackend, JobHandle, JobRegistry, JobSpec, format_seconds
 from lib.jobs.choose import scheduler_setting
 from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
 from lib.ui import resources, state
@@ -38,37 +36,6 @@ from lib.ui.text import plain
 
 # Each redraw costs the server and the browser CPU that the job also needs; 1.5 s still looks live.
 LIVE_REFRESH_S = 1.5
-
-
-def start_job_ui(key: str, kind: str, target: Callable[[Job], Any]) -> Job | None:
-    """Starts `target(job)` as a job under session key `key`, in one of the server's job slots,
-    then reruns the page to show it. Says so, and starts nothing, while one runs there already.
-
-    Args:
-        key: the page's session key for this job (e.g. `state.TRAIN_JOB`).
-        kind: what the job does, e.g. `"train"` (the sidebar names jobs by it).
-        target: `target(job) -> result`; runs on the job's thread and makes no `st.*` calls.
-
-    Returns:
-        None when a job is already running under `key`, or the visitor already runs as many jobs
-        as one visitor may (the function reruns otherwise).
-    """
-    if state.job_running(key):
-        st.warning("That is still running; stop it first.")
-        return None
-    registry, visitor = resources.job_registry(), state.visitor_id()
-    try:
-        kinds = visitor_job_kinds(job_backend(), visitor)
-    except TransferLabError:  # jobs on a cluster that does not answer cannot be counted
-        kinds = [job.kind for job in registry.running(visitor)]
-    refusal = limit_message(kinds, jobs_per_visitor())
-    if refusal:
-        st.warning(refusal)
-        return None
-    job = start_job(kind, target, slots=resources.job_slots(), registry=registry, owner=visitor)
-    state.set_job(key, job)
-    st.rerun()
-    return job  # not reached: st.rerun() ends this run
 
 
 def job_backend() -> JobBackend:
