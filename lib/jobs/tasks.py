@@ -75,11 +75,16 @@ def finetune_spec(source_run: Path | str, *, epochs: int, unfreeze_blocks: int, 
 
 
 def spec_names(spec: JobSpec) -> tuple[str, str]:
-    """(backbone, data) a spec's run folder is named after."""
+    """(backbone, data) a spec's run folder is named after; a job that trains nothing (Look
+    inside, the zoo) is named after its model and its kind instead."""
     if spec.kind == FINETUNE:
         config = runs.read_config(Path(spec.params["source_run"]))
+    elif "config" in spec.params:
+        config = spec.params["config"] or {}
     else:
-        config = spec.params.get("config") or {}
+        model = spec.params.get("model") or {}
+        name = model.get("backbone") or Path(str(model.get("run") or "")).name or "zoo"
+        return str(name), spec.kind
     return str(config.get("backbone") or spec.kind), str(config.get("data") or "data")
 
 
