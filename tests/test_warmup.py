@@ -112,3 +112,21 @@ def test_the_render_log_times_each_run_of_the_app(tiny_server_defaults, tmp_path
     monkeypatch.delenv("TRANSFERLAB_RENDER_LOG")
     at.run()
     assert len(log.read_text().splitlines()) == 1  # unset: nothing is written
+
+
+def _stopped_script() -> None:
+    import streamlit as st
+
+    from lib.ui import timing
+
+    with timing.timed_run() as run:
+        run["page"] = "stopped"
+        st.stop()  # Fine-tune and Runs end this way when there is nothing to show yet
+
+
+def test_the_render_log_keeps_runs_that_stop(tmp_path, monkeypatch):
+    log = tmp_path / "renders.jsonl"
+    monkeypatch.setenv("TRANSFERLAB_RENDER_LOG", str(log))
+    at = AppTest.from_function(_stopped_script, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert [json.loads(line)["page"] for line in log.read_text().splitlines()] == ["stopped"]

@@ -31,11 +31,14 @@ def timed_run() -> Iterator[dict]:
     if not path:
         yield row
         return
+    # The session is read first: after `st.stop()` every Streamlit call raises again, and the
+    # `finally` below must still write the row.
+    row["session"] = state.session_owner()
     cpu, wall = time.thread_time(), time.perf_counter()
     try:
         yield row
     finally:
-        row.update(session=state.session_owner(), cpu_s=round(time.thread_time() - cpu, 4),
+        row.update(cpu_s=round(time.thread_time() - cpu, 4),
                    wall_s=round(time.perf_counter() - wall, 4), at=round(time.time(), 3))
         try:
             # One short line per write in append mode: rows from concurrent sessions never mix.
