@@ -4,11 +4,12 @@ Importing TensorFlow takes seconds; the Home page does not need it, so a cold se
 at once and be ready by the time the visitor opens another page. The UI starts this once per server
 process (`lib.ui.resources.warm_engine`); the thread makes no Streamlit calls.
 
-`preload_page_modules`, `warm_plotly` and `warm_images` are the second half (run by `lib.ui.prefill` once the
-engine is in): what a page's first visit otherwise paid on the render path, while every core was
-busy with jobs (issues 10, 14: first visits took 3.6-4.9 s against 0.6 s for later ones). It
-imports the modules the pages import lazily (plotly, pandas and pyarrow, scikit-image's photos, the
-lib packages behind each page), and draws one figure of each kind, so plotly loads its validators.
+`preload_page_modules`, `warm_plotly` and `warm_images` are the second half, run by
+`lib.ui.prefill` once the engine is in: what a page's first visit otherwise paid on the render
+path while every core was busy with jobs (issues 10, 14: first visits took 3.6-4.9 s against
+0.6 s for later ones). They import the modules the pages import lazily (plotly, pandas and
+pyarrow, scikit-image's photos, the lib packages behind each page), load Pillow's plugins, and
+draw one figure of each kind, so plotly loads its validators.
 
 Before TensorFlow starts, the web process gets two settings that keep pages answering while
 background jobs train in it (the embedded job backend; issue 14's observer waited up to 8.6 s):
