@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lib.errors import TransferLabError
-from lib.ui import navigation, resources, state
+from lib.ui import navigation, prefill, resources, state, timing
 
 # Job kind -> what the sidebar calls it; other kinds show their own name.
 JOB_NAMES = {"train": "Training", "scratch": "From-scratch baseline", "finetune": "Fine-tuning",
@@ -89,16 +89,19 @@ def sidebar() -> None:
 
 def main() -> None:
     st.set_page_config(page_title="TransferLab", page_icon=":material/school:", layout="wide")
-    state.init_state()
-    resources.warm_engine()
-    state.sync_jobs()
-    page = st.navigation(navigation.build_navigation())
-    sidebar()
-    if page.title != navigation.HOME.title and not resources.engine_ready():
-        # Every other page imports TensorFlow; say so instead of showing a blank page meanwhile.
-        with st.spinner("Starting TensorFlow (only the first visit to a fresh server waits)…"):
-            resources.warm_engine().join()
-    page.run()
+    with timing.timed_run() as run:  # a no-op unless TRANSFERLAB_RENDER_LOG is set (the bench)
+        state.init_state()
+        resources.warm_engine()
+        prefill.warm_caches()  # after the engine: page modules, then the shared caches (a server)
+        state.sync_jobs()
+        page = st.navigation(navigation.build_navigation())
+        run["page"] = page.title
+        sidebar()
+        if page.title != navigation.HOME.title and not resources.engine_ready():
+            # Every other page imports TensorFlow; say so instead of showing a blank page meanwhile.
+            with st.spinner("Starting TensorFlow (only the first visit to a fresh server waits)…"):
+                resources.warm_engine().join()
+        page.run()
 
 
 # Streamlit runs this file as __main__. A Dask LocalCluster (TRANSFERLAB_SCHEDULER=local) spawns its

@@ -18,7 +18,11 @@ boxes or tracebacks on any session's page, and tracebacks in the server log), th
 render times (median and max; a render that never came counts as the render timeout), the peak RSS
 of the web process alone, the peak of its child processes together (the Dask workers; in embedded
 mode only short-lived helpers), and the head's epoch times read from the run folders (median and
-max). With `--py-spy SECONDS` it also samples the web process with py-spy while the jobs run and
+max). Each observer render also records the web process's CPU seconds while it lasted (all its
+threads: the render and everything else the server did meanwhile, steadier than wall time on a
+shared machine), and the server logs every script run's own CPU (`TRANSFERLAB_RENDER_LOG`,
+`lib.ui.timing`): the observer's first and later render of each page are reported apart, so a
+cost paid on a page's first visit shows up as such. With `--py-spy SECONDS` it also samples the web process with py-spy while the jobs run and
 lists the top frames (own samples and total samples), which is how the server's time was found
 (issue 14).
 
@@ -122,15 +126,24 @@ def open_train(driver, url: str, epochs: int) -> None:
     wait_for(lambda: script_idle(driver))
 
 
-def observer_loop(driver, url: str, stop: threading.Event, times: list[dict]) -> None:
-    """Loads every page in turn until `stop`: one row `{page, seconds}` per render."""
+def observer_loop(driver, url: str, stop: threading.Event, times: list[dict], pid: int) -> None:
+    """Loads every page in turn until `stop`: one row `{page, seconds, web_cpu_s}` per render,
+    `web_cpu_s` being the CPU the web process (`pid`) used meanwhile."""
+    import psutil
+
+    server = psutil.Process(pid)
+
+    def cpu() -> float:
+        t = server.cpu_times()
+        return t.user + t.system
+
     driver.get(url)
     wait_for_title(driver, "TransferLab", timeout=RENDER_TIMEOUT_S)
     while not stop.is_set():
         for label, title in NAV_PAGES:
             if stop.is_set():
                 return
-            start = time.perf_counter()
+            start, used = time.perf_counter(), cpu()
             try:
                 click_nav(driver, label)
                 wait_for_title(driver, title, timeout=RENDER_TIMEOUT_S)
@@ -138,7 +151,34 @@ def observer_loop(driver, url: str, stop: threading.Event, times: list[dict]) ->
                 seconds = time.perf_counter() - start
             except (TimeoutError, LookupError):
                 seconds = RENDER_TIMEOUT_S
-            times.append({"page": label, "seconds": round(seconds, 3)})
+            times.append({"page": label, "seconds": round(seconds, 3),
+                          "web_cpu_s": round(cpu() - used, 3)})
+
+
+def script_cpu(log: Path, observer_pages: set[str]) -> dict:
+    """The observer's script runs from the server's render log (`lib.ui.timing`): per page, the
+    CPU seconds of its first run and the median of the later ones.
+
+    The observer is the session that ran the most different pages (the others stay on Train).
+    """
+    rows = []
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                rows.append(json.loads(line))
+    pages: dict[str, set] = collections.defaultdict(set)
+    for row in rows:
+        pages[row.get("session")].add(row.get("page"))
+    if not pages:
+        return {}
+    observer = max(pages, key=lambda session: len(pages[session]))
+    per_page: dict[str, list[float]] = collections.defaultdict(list)
+    for row in rows:
+        if row.get("session") == observer and row.get("page") in observer_pages:
+            per_page[row["page"]].append(float(row["cpu_s"]))
+    return {page: {"first_cpu_s": round(runs[0], 3), "runs": len(runs),
+                   "later_median_cpu_s": round(statistics.median(runs[1:]), 3) if runs[1:] else None}
+            for page, runs in per_page.items()}
 
 
 def run_folders(runs_root: Path) -> list[dict]:
@@ -199,7 +239,8 @@ def run(args: argparse.Namespace, mode: str) -> dict:
     """One mode: a fresh server and run store, the sessions' trainings and the observer."""
     workdir = Path(tempfile.mkdtemp(prefix=f"transferlab-team-load-{mode}-"))
     runs_root = workdir / "runs"
-    env = {"TRANSFERLAB_DEFAULT_BACKBONE": args.backbone, "TRANSFERLAB_DEFAULT_DATA": args.data,
+    render_log = workdir / "renders.jsonl"
+    env = {"TRANSFERLAB_RENDER_LOG": str(render_log), "TRANSFERLAB_DEFAULT_BACKBONE": args.backbone, "TRANSFERLAB_DEFAULT_DATA": args.data,
            "TRANSFERLAB_RUNS": str(runs_root), "TRANSFERLAB_MAX_JOBS": str(args.max_jobs),
            "TRANSFERLAB_SCHEDULER": "local" if mode == "dask" else ""}
     if mode == "dask":
@@ -237,7 +278,7 @@ def run(args: argparse.Namespace, mode: str) -> dict:
             for t in starters:
                 t.join()
             renders: list[dict] = []
-            watcher = threading.Thread(target=observer_loop, args=(observer, url, stop, renders),
+            watcher = threading.Thread(target=observer_loop, args=(observer, url, stop, renders, pid),
                                        daemon=True)
             watcher.start()
             if args.py_spy:
@@ -263,6 +304,10 @@ def run(args: argparse.Namespace, mode: str) -> dict:
     # A job's first epoch also traces its train step; the rest are the per-epoch cost.
     later = [s for r in rows for s in r["epoch_seconds"][1:]]
     render_s = [r["seconds"] for r in renders]
+    web_cpu = [r["web_cpu_s"] for r in renders]
+    scripts = script_cpu(render_log, {label for label, _ in NAV_PAGES})
+    first_cpu = [p["first_cpu_s"] for p in scripts.values()]
+    later_cpu = [p["later_median_cpu_s"] for p in scripts.values() if p["later_median_cpu_s"] is not None]
     # A page's first visit also builds what the server caches for everyone (the Lessons page's
     # backbone and first lesson); reported apart, the max above still counts it.
     seen: set = set()
@@ -276,6 +321,11 @@ def run(args: argparse.Namespace, mode: str) -> dict:
         "observer_max_s": round(max(render_s), 2) if render_s else None,
         "observer_repeat_max_s": round(max(repeat_s), 2) if repeat_s else None,
         "observer_repeat_median_s": round(statistics.median(repeat_s), 2) if repeat_s else None,
+        "observer_web_cpu_median_s": round(statistics.median(web_cpu), 3) if web_cpu else None,
+        "observer_web_cpu_max_s": round(max(web_cpu), 3) if web_cpu else None,
+        "observer_script_first_cpu_max_s": round(max(first_cpu), 3) if first_cpu else None,
+        "observer_script_later_cpu_max_s": round(max(later_cpu), 3) if later_cpu else None,
+        "observer_script_cpu": scripts,
         "peak_rss_mb": round(peak[0], 1),
         "children_peak_rss_mb": round(peak[1], 1),
         "epoch_median_s": round(statistics.median(epochs), 3) if epochs else None,
@@ -304,6 +354,13 @@ def print_summary(result: dict) -> None:
           f"max {result['observer_max_s']} s (target < {OBSERVER_TARGET_S:g} s); "
           f"pages seen before: median {result['observer_repeat_median_s']} s, "
           f"max {result['observer_repeat_max_s']} s")
+    print(f"web process CPU during an observer render: median {result['observer_web_cpu_median_s']} s, "
+          f"max {result['observer_web_cpu_max_s']} s; the observer's own script runs: first visit "
+          f"max {result['observer_script_first_cpu_max_s']} s, later visits max (of per-page "
+          f"medians) {result['observer_script_later_cpu_max_s']} s CPU")
+    for page, cpu in result["observer_script_cpu"].items():
+        print(f"  {page}: first {cpu['first_cpu_s']} s CPU, later median {cpu['later_median_cpu_s']} s "
+              f"({cpu['runs']} runs)")
     print(f"head epoch median {result['epoch_median_s']} s, max {result['epoch_max_s']} s; "
           f"after each job's first epoch: median {result['later_epoch_median_s']} s, "
           f"max {result['later_epoch_max_s']} s")

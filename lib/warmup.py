@@ -4,6 +4,13 @@ Importing TensorFlow takes seconds; the Home page does not need it, so a cold se
 at once and be ready by the time the visitor opens another page. The UI starts this once per server
 process (`lib.ui.resources.warm_engine`); the thread makes no Streamlit calls.
 
+`preload_page_modules`, `warm_plotly` and `warm_images` are the second half, run by
+`lib.ui.prefill` once the engine is in: what a page's first visit otherwise paid on the render
+path while every core was busy with jobs (issues 10, 14: first visits took 3.6-4.9 s against
+0.6 s for later ones). They import the modules the pages import lazily (plotly, pandas and
+pyarrow, scikit-image's photos, the lib packages behind each page), load Pillow's plugins, and
+draw one figure of each kind, so plotly loads its validators.
+
 Before TensorFlow starts, the web process gets two settings that keep pages answering while
 background jobs train in it (the embedded job backend; issue 14's observer waited up to 8.6 s):
 
@@ -20,7 +27,9 @@ background jobs train in it (the embedded job backend; issue 14's observer waite
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import sys
 import threading
 
@@ -28,6 +37,13 @@ THREAD_NAME = "warm-engine"
 TF_THREADS_ENV = "TRANSFERLAB_SERVER_TF_THREADS"
 # Python's default is 0.005 s; pages wait for the GIL at most this long after each blocking call.
 SERVER_SWITCH_INTERVAL_S = 0.001
+# Modules the pages import on first use (measured per page on a fresh server: every one of these
+# was imported by some page's first render). Packages in `PAGE_PACKAGES` come with every submodule.
+PAGE_MODULES = ("pandas", "pyarrow", "PIL.Image", "plotly.graph_objects", "plotly.subplots",
+                "plotly.io", "skimage.data", "skimage.io", "lib.training", "lib.evaluate",
+                "lib.predict", "lib.images", "lib.uploads", "lib.runs", "lib.zoo", "lib.jobs.tasks",
+                "lib.export")
+PAGE_PACKAGES = ("lib.plots", "lib.inside", "lib.lessons", "lib.data", "lib.training", "lib.jobs")
 
 
 def server_tf_threads(raw: str | None = None, cores: int | None = None) -> int:
@@ -118,6 +134,72 @@ def start_local_cluster() -> bool:
     except TransferLabError:
         return False
     return True
+
+
+def page_module_names() -> list[str]:
+    """`PAGE_MODULES`, then every module of `PAGE_PACKAGES` (packages first, no `__main__`)."""
+    names = list(PAGE_MODULES)
+    for package in PAGE_PACKAGES:
+        names.append(package)
+        path = importlib.import_module(package).__path__
+        names += [f"{package}.{info.name}" for info in pkgutil.iter_modules(path)
+                  if info.name != "__main__"]
+    return list(dict.fromkeys(names))
+
+
+def preload_page_modules(names: list[str] | None = None) -> list[str]:
+    """Imports what the pages import on first use, so no first visit pays for it.
+
+    Args:
+        names: module names. Defaults to None: `page_module_names()`.
+
+    Returns:
+        The names that could not be imported (an optional extra that is not installed); the pages
+        that need them say so themselves.
+    """
+    missing = []
+    for name in page_module_names() if names is None else names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def warm_plotly() -> None:
+    """Draws and serialises one small figure of each kind the pages draw.
+
+    Plotly loads a trace's or a layout property's validators on first use; a page's first figure
+    paid for that (the Data page's sample grid took 1.2 s the first time, 0.05 s after).
+    """
+    import numpy as np
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("a", "b"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines+markers", name="line"), row=1, col=1)
+    fig.add_trace(go.Bar(x=["a", "b"], y=[1, 2], text=["1", "2"], name="bars",
+                         marker={"color": "#2563eb"}), row=1, col=2)
+    fig.add_trace(go.Heatmap(z=[[0, 1], [1, 0]], colorscale="Blues"), row=1, col=1)
+    fig.add_trace(go.Image(z=np.zeros((2, 2, 3), dtype=np.uint8)), row=1, col=2)
+    fig.add_vline(x=0.5, line={"dash": "dot"}, annotation_text="here")
+    fig.add_shape(type="rect", x0=0, y0=0, x1=1, y1=1)
+    fig.update_layout(title="warm", height=200, margin={"l": 0}, legend={"orientation": "h"},
+                      xaxis={"title": "x", "dtick": 1}, yaxis={"title": "y", "range": [0, 1]})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    pio.to_json(fig, validate=False)
+
+
+def warm_images() -> None:
+    """Loads Pillow's file-format plugins (its first `open` of a file does, scanning a dataset)
+    and reads one built-in photo (scikit-image loads its fetchers and reader on first use)."""
+    from PIL import Image
+    from skimage import data
+
+    Image.init()
+    data.chelsea()
 
 
 def start_warmup() -> threading.Thread:

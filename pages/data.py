@@ -16,7 +16,6 @@ from lib.uploads import save_upload
 SOURCES = ("Built-in", "Folder on the server", "Upload a zip", "TFDS name", "Gather classes")
 PREVIEW_COUNT = 8
 PREVIEW_SIZE = 160
-SAMPLES_PER_CLASS = 6
 
 
 def source_index(spec: str) -> int:
@@ -101,7 +100,8 @@ def overview_section(index) -> None:
         st.warning(plain(warning))
     left, right = st.columns([2, 3])
     left.plotly_chart(make_class_count_figure(report.counts), key="data_counts_chart")
-    right.plotly_chart(resources.sample_grid_figure(spec, SAMPLES_PER_CLASS, state.data_scan(spec)),
+    right.plotly_chart(resources.sample_grid_figure(spec, resources.SAMPLE_GRID_PER_CLASS,
+                                                 state.data_scan(spec)),
                        key="data_samples_chart")
     with st.expander(f"Data report: {len(report.skipped)} skipped, {len(report.converted)} "
                      f"converted, {len(report.duplicates)} duplicate groups"):

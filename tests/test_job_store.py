@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -250,3 +251,27 @@ def test_run_job_trains_a_scratch_spec_that_loads_back(tmp_path):
     result = snap["result"]
     assert isinstance(result, TrainResult) and set(result.history["phase"]) == {"scratch"}
     assert result.metrics and not result.pretrained
+
+
+def test_polling_parses_job_json_only_when_it_changed(tmp_path):
+    spec = make_spec(tmp_path)
+    write_job(spec)
+    handle = StoreJob(spec.run_dir, load_result=lambda run_dir: None)
+    for _ in range(5):  # a page's redraws: `running` and `snapshot`, several times per poll
+        assert handle.running and handle.snapshot()["queued"]
+    assert handle.job_file.parses == 1
+    reporter = JobReporter(spec, {"backend": "test", "host": "h", "pid": os.getpid()})
+    assert reporter.start()  # the worker rewrites job.json: the next poll parses it once
+    reporter.set_progress(1, 4, "Frozen: epoch 1/2")
+    reporter._write_locked()
+    snaps = [handle.snapshot() for _ in range(3)]
+    assert [s["message"] for s in snaps] == ["Frozen: epoch 1/2"] * 3 and not snaps[0]["queued"]
+    assert handle.job_file.parses == 2
+    # The judgement is made on every read, not cached with the parse: a silent worker and a stop
+    # request show at once.
+    later = handle.job_file.read(now=time.time() + JOB_STALE_S + 60)
+    assert later["status"] == INTERRUPTED and handle.job_file.read()["status"] == RUNNING
+    request_stop(spec.run_dir)
+    assert handle.snapshot()["stopping"] and handle.job_file.parses == 2
+    reporter.finish(DONE)
+    assert not handle.running and handle.job_file.parses == 3

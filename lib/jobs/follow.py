@@ -1,6 +1,6 @@
 """Following a job through the run store: `StoreJob`, the handle a page keeps for a job that runs
 in another process, and `EventTail`, which reads `events.jsonl` incrementally (a page polls every
-1.5 s; each poll parses only the rows appended since the last).
+1.5 s; each poll parses only the rows appended since the last, and `job.json` only when it changed).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from lib.jobs.store import (
     EVENTS_FILE,
     INTERRUPTED_TEXT,
     QUEUED,
+    JobFile,
     StopRequest,
-    read_job,
     request_stop,
 )
 from lib.status import DONE, FAILED, INTERRUPTED, RUNNING, STOPPED
@@ -101,7 +101,8 @@ class StoreJob(JobHandle):
     def __init__(self, run_dir: Path | str, load_result: Callable[[Path], Any],
                  stop: Callable[[], None] | None = None) -> None:
         self.run_dir = Path(run_dir)
-        state = read_job(self.run_dir) or {}
+        self.job_file = JobFile(self.run_dir)  # parsed again only when the worker rewrote it
+        state = self.job_file.read() or {}
         self.id = self.run_dir.name
         self.kind = str(state.get("kind") or "")
         self.owner = str(state.get("owner") or "")
@@ -115,13 +116,13 @@ class StoreJob(JobHandle):
 
     @property
     def running(self) -> bool:
-        state = read_job(self.run_dir)
+        state = self.job_file.read()
         return state is not None and state["status"] in (QUEUED, RUNNING)
 
     def snapshot(self) -> dict:
         with self._lock:
             self._seen = time.monotonic()
-            state = read_job(self.run_dir) or {"status": INTERRUPTED, "error": INTERRUPTED_TEXT}
+            state = self.job_file.read() or {"status": INTERRUPTED, "error": INTERRUPTED_TEXT}
             snap = store_snapshot({"id": self.id, "kind": self.kind, **state}, self._tail.read())
             if snap["status"] in (DONE, STOPPED):
                 snap["result"] = self._result_locked()

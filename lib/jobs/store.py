@@ -109,8 +109,19 @@ def read_job(run_dir: Path | str, now: float | None = None) -> dict | None:
     """
     run_dir = Path(run_dir)
     state = runs.read_json(run_dir / JOB_FILE)
-    if state is None:
-        return None
+    return None if state is None else judge_job(state, run_dir, now)
+
+
+def judge_job(state: dict, run_dir: Path | str, now: float | None = None) -> dict:
+    """`state` (a parsed `job.json`, changed in place) as it stands now: an unknown status reads
+    failed, a running job whose worker died or went silent reads interrupted, and
+    `stop_requested` says whether a stop file is there.
+
+    Args:
+        state: the parsed `job.json`.
+        run_dir: the run folder (for the stop file).
+        now: the `time.time()` to judge the heartbeat by. Defaults to None (now).
+    """
     if state.get("status") not in JOB_STATUSES:
         state["status"] = FAILED
     if state["status"] == RUNNING:
@@ -118,8 +129,45 @@ def read_job(run_dir: Path | str, now: float | None = None) -> dict | None:
         worker = state.get("worker") or {}
         if _pid_gone(worker) or now - float(state.get("heartbeat") or 0) > JOB_STALE_S:
             state.update(status=INTERRUPTED, message=INTERRUPTED_TEXT, error=INTERRUPTED_TEXT)
-    state["stop_requested"] = (run_dir / STOP_FILE).exists()
+    state["stop_requested"] = (Path(run_dir) / STOP_FILE).exists()
     return state
+
+
+class JobFile:
+    """One job's `job.json`, parsed again only when the file changed: what a page polls.
+
+    A page redraws each running job every 1.5 s and asks whether it runs several times per
+    redraw, while the worker rewrites the file about once a second (always through a new file
+    renamed into place, so a rewrite changes the inode even within one clock tick). A read costs a
+    `stat`; the liveness judgement (`judge_job`) is made on every read.
+
+    Args:
+        run_dir: the job's run folder.
+    """
+
+    def __init__(self, run_dir: Path | str) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / JOB_FILE
+        self.parses = 0  # how often the file was parsed (the tests count them)
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._state: dict | None = None
+
+    def read(self, now: float | None = None) -> dict | None:
+        """Like `read_job(run_dir, now)`."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if key != self._key:
+                self._state, self._key = runs.read_json(self.path), key
+                self.parses += 1
+            if self._state is None:
+                return None
+            # A copy: the judgement changes it, and callers may keep or change what they get.
+            return judge_job(dict(self._state), self.run_dir, now)
 
 
 def request_stop(run_dir: Path | str) -> None:

@@ -26,6 +26,8 @@ DATASET_CACHE_ENTRIES = 8
 RUN_CACHE_ENTRIES = 4
 # The zoo table is re-read from disk at most this often, so a finished re-measure shows up.
 ZOO_TABLE_TTL_S = 5
+# Photos per class in the Data page's sample grid (the server warm-up draws the default data's).
+SAMPLE_GRID_PER_CLASS = 6
 
 
 @st.cache_resource(show_spinner=False)
