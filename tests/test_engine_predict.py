@@ -152,3 +152,4 @@ def test_map_on_tensorflow_matches_litert(tiny_backbone, auto_engine):
             outs[engine] = forward.map(list(range(35)), lambda i: pixels[i], done[engine].append)
     assert sum(done[TF]) == sum(done[LITERT]) == 35 and outs[TF].shape == (35, 16)
     np.testing.assert_allclose(outs[LITERT], outs[TF], atol=1e-4 * float(np.abs(outs[TF]).max()))
+

@@ -165,9 +165,12 @@ def train_head_on_features(ctx: Context, body: keras.Model, head: keras.Model, b
                                        epochs=config.epochs, lr=config.learning_rate,
                                        save_checkpoint=save_checkpoint)
     head.set_weights(vector_head.get_weights())
-    # Which engine computed the features (LiteRT, or TensorFlow as the fallback) goes on record.
+    # Which engine computed the features (LiteRT, or TensorFlow as the fallback) goes on record;
+    # the evaluation ran the body on that engine too (its features are the cached ones).
     facts = {"used": True, "hit": cached.hit, "seconds": cached.seconds, "path": str(cached.path),
              "engine": cached.engine}
+    if evaluation is not None and cached.engine:
+        evaluation = {**evaluation, "engine": cached.engine}
     return watch, facts, evaluation
 
 
@@ -190,7 +193,10 @@ def _extract_activations(ctx: Context, bottom: keras.Model,
                          records: Sequence[ImageRecord]) -> np.ndarray:
     """Runs the frozen bottom of the body over images once (in memory; stop-aware)."""
     # extract_features pools feature maps; this wants the maps, so pass a vector-shaped wrapper.
-    flat = keras.Model(bottom.input, keras.layers.Flatten()(bottom.output))
+    # Fixed names: the engine's cached conversion is keyed by layer names (an automatic
+    # "flatten_7" would convert the same bottom again on every fine-tune of a server's life).
+    flat = keras.Model(bottom.input, keras.layers.Flatten(name="flat_activations")(bottom.output),
+                       name=f"below_{bottom.layers[-1].name}")
     shape = tuple(int(d) for d in bottom.output.shape[1:])
     flat_acts = extract_features(flat, records, ctx.image_size, on_progress=ctx.extract_progress(),
                                  stop_event=ctx.stop_event)
