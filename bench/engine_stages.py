@@ -10,13 +10,14 @@ On N cats/dogs photos (default 200) with EfficientNet-Lite0 (224 px, pooled top 
 * TensorFlow path: tf.data decode + crop + resize alone (process CPU of iterating
   `make_dataset`), the forward alone on the decoded batches, and the real pass.
 
-CPU time, not wall time, so a shared machine distorts it little. Not part of `run_all` (a
-diagnosis, not a target): `python3 bench/engine_stages.py [--n 200]`.
+Also loading one image into the engine's input buffer before and after the cheaper path (the
+crop inside the sparse resize, one copy), interleaved. CPU time, not wall time, so a shared
+machine distorts it little. `python3 bench/engine_stages.py [--n 200]` (about 2 minutes; `--smoke`:
+16 photos); writes bench/results/engine_stages.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,13 +29,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench import _common as common  # noqa: E402
+
 # A private cache (the conversion is not measured here; TRANSFERLAB_BENCH_CACHE reuses one).
 os.environ["TRANSFERLAB_CACHE"] = os.environ.get("TRANSFERLAB_BENCH_CACHE") or tempfile.mkdtemp(
     prefix="transferlab-bench-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.pop("TRANSFERLAB_ENGINE", None)
 
-DATA = ROOT.parent / "shared" / "datasets" / "cats_vs_dogs"
+DATASETS_NEEDED = ("cats_vs_dogs",)
+DATA = common.DATASETS / "cats_vs_dogs"
 BACKBONE = "efficientnet_lite0"
 
 
@@ -61,7 +65,7 @@ def load_before(path: str, size: int) -> np.ndarray:
     return np.clip(out, 0.0, 255.0, out=out)
 
 
-def load_before_after(paths: list[str], size: int, rounds: int = 3) -> dict:
+def load_before_after(paths: list[str], size: int, rounds: int = 5) -> dict:
     """Loading one image into an engine input buffer, before and after, interleaved (thread CPU).
 
     Before: the old resize, then `np.ascontiguousarray` + the copy `set_tensor` made. After:
@@ -78,7 +82,7 @@ def load_before_after(paths: list[str], size: int, rounds: int = 3) -> dict:
         for name, way in ways.items():
             ms = cpu_ms(lambda w=way: [w(p) for p in paths], len(paths), time.thread_time)[1]
             best[name] = min(best[name], ms)
-    return {**{f"{k}_ms": v for k, v in best.items()}, "max_abs_pixel_diff": diff}
+    return {**{f"{k}_ms": v for k, v in best.items()}, "max_abs_pixel_diff": f"{diff:.1e}"}
 
 
 def litert_stages(paths: list[str], size: int, model_path: Path) -> dict:
@@ -125,9 +129,15 @@ def tf_stages(records, size: int, body) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="photos (default 200)")
     args = parser.parse_args(argv)
+    reason = common.missing_datasets(*DATASETS_NEEDED)
+    if reason:
+        common.skip(reason)
+        return {}
+    if args.smoke:
+        args.n = 16
     from lib.backbones import load_backbone
     from lib.data.sources import load_dataset
     from lib.engine import LITERT, TF, cached_tflite
@@ -155,8 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
     report["litert_overhead_cpu_ms"] = report[f"{LITERT}_end_to_end_cpu_ms"] - lite["sum"]
     report["tf_overhead_cpu_ms"] = report[f"{TF}_end_to_end_cpu_ms"] - report["tf_stages_cpu_ms"]["sum"]
     report["ratio_cpu"] = report[f"{TF}_end_to_end_cpu_ms"] / report[f"{LITERT}_end_to_end_cpu_ms"]
-    text = json.dumps(report, indent=2, default=lambda v: round(v, 2))
-    print(text)
+    report = json.loads(json.dumps(report, default=str), parse_float=lambda v: round(float(v), 3))
+    print(json.dumps(report, indent=2))
+    common.write_results("engine_stages", report, smoke=args.smoke, indent=2)
     return report
 
 
