@@ -15,11 +15,18 @@ with the server and the training for the same cores; the numbers are an upper bo
 A page counts as answered when its title is drawn and Streamlit reports the script idle.
 Targets: warm page switches < 1 s; other pages < 2 s while a job trains.
 Writes bench/results/app_latency.json. Run: `python bench/app_latency.py` (about 3-5 minutes).
+
+`--first-point` measures only (3), once per engine (`--engines tf,litert`: a server each with
+`TRANSFERLAB_ENGINE` set), with the feature cache on and cold (a private cache that shares the
+user's converted weights and LiteRT files, but not its features), so the time is extraction plus
+the first epoch: wall seconds and the server's CPU seconds (`psutil`, the server process and its
+threads), and the ratio. Writes bench/results/app_first_point.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -116,6 +123,60 @@ def stop_if_running(driver) -> bool:
     return True
 
 
+def server_cpu_s() -> float:
+    """CPU seconds so far of this process's `streamlit run` child (all its threads)."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        if "streamlit" in " ".join(child.cmdline()):
+            times = child.cpu_times()
+            return times.user + times.system
+    raise RuntimeError("no streamlit server among this process's children")
+
+
+def private_cache(workdir: Path) -> Path:
+    """A cache that shares the user's weights, datasets and LiteRT files, with no features."""
+    from lib.storage import cache_dir
+
+    cache = workdir / "cache"
+    cache.mkdir(parents=True)
+    for entry in cache_dir().iterdir():
+        if entry.name not in ("features", "runs"):
+            (cache / entry.name).symlink_to(entry)
+    return cache
+
+
+def first_point_per_engine(args: argparse.Namespace) -> dict:
+    """Start -> first chart point once per engine, feature cache on and cold: wall and server CPU."""
+    result: dict = {"backbone": args.backbone, "data": args.data, "machine": common.machine()}
+    for engine in args.engines.split(","):
+        workdir = Path(tempfile.mkdtemp(prefix=f"transferlab-latency-{engine}-"))
+        env = {"TRANSFERLAB_DEFAULT_BACKBONE": args.backbone, "TRANSFERLAB_DEFAULT_DATA": args.data,
+               "TRANSFERLAB_RUNS": str(workdir / "runs"), "TRANSFERLAB_ENGINE": engine,
+               "TRANSFERLAB_CACHE": str(private_cache(workdir))}
+        with streamlit_server(env, workdir / "server.log") as url:
+            driver = make_driver(workdir / "chrome")
+            try:
+                driver.get(url)
+                wait_for_title(driver, "TransferLab")
+                wait_for(lambda d=driver: script_idle(d), poll=0.02)
+                answer_time(driver, "Train", "Train")
+                set_number_input(driver, "Epochs", args.epochs)
+                wait_for(lambda d=driver: script_idle(d))
+                load, cpu = common.load_average(), server_cpu_s()
+                wall = first_chart_point(driver)
+                result[engine] = {"wall_s": round(wall, 2), "server_cpu_s": round(server_cpu_s() - cpu, 2),
+                                  "load_average": load}
+                stop_if_running(driver)
+            finally:
+                driver.quit()
+        print(f"{engine}: {result[engine]}", file=sys.stderr, flush=True)
+    if {"tf", "litert"} <= set(result):
+        result["ratio_wall"] = round(result["tf"]["wall_s"] / result["litert"]["wall_s"], 2)
+        result["ratio_server_cpu"] = round(result["tf"]["server_cpu_s"] / result["litert"]["server_cpu_s"], 2)
+    return result
+
+
 def run(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="transferlab-latency-"))
     env = {"TRANSFERLAB_DEFAULT_BACKBONE": args.backbone, "TRANSFERLAB_DEFAULT_DATA": args.data,
@@ -206,12 +267,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--feature-cache", dest="no_feature_cache", action="store_false",
                         help="keep the feature cache on (a much shorter job)")
+    parser.add_argument("--first-point", action="store_true",
+                        help="only Start -> first chart point, once per engine (cold feature cache)")
+    parser.add_argument("--engines", default="tf,litert", help="with --first-point (default tf,litert)")
     args = parser.parse_args()
     reason = browser_missing()
     if reason:
         print(f"skipped: {reason}")
         return 0
     common.prepare()
+    if args.first_point:
+        result = first_point_per_engine(args)
+        print(json.dumps(result, indent=2))
+        path = common.write_results("app_first_point", result, indent=2)
+        print(f"wrote {path.relative_to(ROOT)}")
+        return 0
     result = run(args)
     print_table(result)
     path = common.write_results("app_latency", result, indent=2)

@@ -313,10 +313,22 @@ def predict_files(
     Raises:
         TransferLabError: an image cannot be read (`predict_each` predicts the others instead).
     """
+    return predict_files_run(model, labels, sources, k, crop_padding=crop_padding, engine=engine)[0]
+
+
+def predict_files_run(
+    model: keras.Model, labels: Sequence[str], sources: Sequence[str | Path | bytes], k: int = 5,
+    *, crop_padding: int | None = None, engine: str | None = None,
+) -> tuple[list[list[dict]], ForwardResult]:
+    """`predict_files`, also returning the `ForwardResult` (which engine ran, and why not LiteRT).
+
+    Returns:
+        `(top-k rows per image, the run whose features are the probabilities (N, C))`.
+    """
     size = input_size_of(model)
     batch = np.stack([load_image(s, size, crop_padding=crop_padding) for s in sources])
-    probs = predict_probabilities(model, batch, engine=engine)
-    return [top_k(p, labels, k) for p in probs]
+    run = classify_images(model, batch, engine=engine)
+    return [top_k(p, labels, k) for p in run.features], run
 
 
 def predict_each(

@@ -158,7 +158,9 @@ def metrics_section(result) -> None:
     c1.metric("Validation accuracy", f"{val:.1%}" if val is not None else "–")
     if evaluation:
         c2.metric(f"{evaluation['split'].capitalize()} accuracy", f"{evaluation['accuracy']:.1%}",
-                  help=f"On {evaluation['n']} held-out images.")
+                  help=f"On {evaluation['n']} held-out images"
+                  + {"litert": ", the body run on LiteRT.", "tf": ", the body run on TensorFlow."}
+                  .get(evaluation.get("engine", ""), "."))
     c3.metric("Epochs", len(result.history))
     cache = metrics.get("feature_cache") or {}
     engine = {"litert": "LiteRT", "tf": "TensorFlow"}.get(cache.get("engine") or "", "")

@@ -56,6 +56,46 @@ def test_predict_prints_top5_json(tmp_path):
     assert result["image"] == str(path) and len(result["top"]) == 5
     assert set(result["top"][0]) == {"index", "label", "prob"}
     assert 281 <= result["top"][0]["index"] <= 285
+    # Which engine ran (LiteRT unless the environment forces one), and no fallback.
+    assert result["engine"] == (os.environ.get("TRANSFERLAB_ENGINE") or "litert")
+    assert "engine_fallback" not in result
+
+
+def test_predict_json_says_which_engine_ran_and_why_tensorflow(tmp_path, monkeypatch, capsys,
+                                                                tiny_backbone):
+    """In process, on a tiny classifier (the CLI's loader patched): each row names its engine."""
+    from lib import predict
+    from lib.cli import main
+    from lib.engine import ENGINE_ENV, EngineUnavailable, forward
+    from lib.models import HeadConfig, build_body, build_classifier, build_head
+
+    body = build_body(tiny_backbone)
+    head = build_head(tuple(body.outputs[0].shape[1:]), 2, HeadConfig(hidden_units=0))
+    loaded = predict.LoadedClassifier(build_classifier(body, head, 32), ("a", "b"), "run", "r", "tiny")
+    monkeypatch.setattr("lib.cli.predict.load_classifier", lambda **_: loaded)
+    monkeypatch.delenv(ENGINE_ENV, raising=False)
+    path = tmp_path / "x.png"
+    Image.fromarray(skdata.chelsea()).save(path)
+
+    def rows() -> list[dict]:
+        assert main(["predict", "--run", "r", str(path), str(path), "--top", "2"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    lite = rows()
+    assert [r["engine"] for r in lite] == ["litert", "litert"] and "engine_fallback" not in lite[0]
+    monkeypatch.setenv(ENGINE_ENV, "tf")
+    forced = rows()
+    assert forced[0]["engine"] == "tf" and "engine_fallback" not in forced[0]
+    assert [t["index"] for t in forced[0]["top"]] == [t["index"] for t in lite[0]["top"]]
+    monkeypatch.delenv(ENGINE_ENV)
+
+    def unconvertible(*args, **kwargs):
+        raise EngineUnavailable("LiteRT conversion failed: test")
+
+    monkeypatch.setattr(forward, "cached_tflite", unconvertible)
+    fell_back = rows()
+    assert fell_back[0]["engine"] == "tf"
+    assert fell_back[0]["engine_fallback"] == "LiteRT conversion failed: test"
 
 
 def test_data_command_reports_counts_and_split(tmp_path):

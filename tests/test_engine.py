@@ -27,10 +27,12 @@ from lib.engine import (
     time_forward,
 )
 from lib.errors import TransferLabError
+from lib.evaluate import evaluate_model
 from lib.features import cached_features, extract_features
 from lib.images import resize_center_crop
 from lib.models import HeadConfig, build_body, get_head
 from lib.training import TrainConfig, train
+from lib.training.engine import trained_body_engine
 
 # Stated tolerance: features from the two engines differ by at most this much, relative to the
 # largest feature magnitude (float32 kernels that sum in a different order; measured ~1e-6).
@@ -192,6 +194,25 @@ def test_feature_cache_path_gives_the_same_head_on_either_engine(tiny_backbone, 
                     strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(fast.history["val_loss"], slow.history["val_loss"], atol=1e-5)
+    # End-of-run evaluation says its engine (run metrics and config.json); the pixel path's
+    # numbers are the same on LiteRT (body) + Keras (head): accuracy exactly, probabilities
+    # within float rounding.
+    assert fast.metrics["evaluation"]["engine"] == LITERT
+    slow_eval = slow.metrics["evaluation"]
+    assert slow_eval["engine"] == TF and "engine_fallback" not in slow_eval
+    assert json.loads((slow.run_dir / "config.json").read_text())["eval_engine"] == TF
+    on_lite = evaluate_model(slow.model, getattr(slow.split, slow_eval["split"]), slow.class_names,
+                             engine=LITERT)
+    assert on_lite["engine"] == LITERT and on_lite["accuracy"] == slow_eval["accuracy"]
+    assert on_lite["confusion"] == slow_eval["confusion"]
+    np.testing.assert_allclose(sorted(t["prob"] for t in on_lite["top_losses"]),
+                               sorted(t["prob"] for t in slow_eval["top_losses"]), atol=1e-5)
+    # A body trained in the run (fine-tuned, scratch) is evaluated on TensorFlow unless LiteRT is
+    # forced: converting new weights costs more than LiteRT saves on one split.
+    monkeypatch.setenv(ENGINE_ENV, LITERT)
+    assert trained_body_engine() == LITERT
+    monkeypatch.delenv(ENGINE_ENV)
+    assert trained_body_engine() == TF
 
 
 def test_time_forward_reports_the_engine(tiny_backbone, auto_engine):

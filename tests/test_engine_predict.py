@@ -44,6 +44,16 @@ def test_load_pixels_gives_the_pixels_of_the_tf_pipeline(tmp_path, side):
         np.testing.assert_allclose(ours, ref, atol=0.01)  # float rounding only (0..255 scale)
 
 
+def test_the_crop_inside_the_resize_matrix_is_the_crop_before_it():
+    from lib.data.pipeline import build_resize_matrix
+
+    values = np.random.default_rng(0).uniform(0, 255, 30).astype(np.float32)
+    inside = build_resize_matrix(20, 7, offset=6, n_total=30) @ values
+    np.testing.assert_allclose(inside, build_resize_matrix(20, 7) @ values[6:26], rtol=1e-6)
+    with pytest.raises(ValueError, match="offset=11"):
+        build_resize_matrix(20, 7, offset=11, n_total=30)
+
+
 @pytest.mark.parametrize("hidden", [0, 8])
 def test_a_trained_classifier_predicts_alike_on_both_engines(tiny_backbone, auto_engine, hidden):
     model = tiny_classifier(tiny_backbone, hidden)
@@ -152,3 +162,4 @@ def test_map_on_tensorflow_matches_litert(tiny_backbone, auto_engine):
             outs[engine] = forward.map(list(range(35)), lambda i: pixels[i], done[engine].append)
     assert sum(done[TF]) == sum(done[LITERT]) == 35 and outs[TF].shape == (35, 16)
     np.testing.assert_allclose(outs[LITERT], outs[TF], atol=1e-4 * float(np.abs(outs[TF]).max()))
+

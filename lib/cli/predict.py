@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lib.backbones import list_specs
-from lib.predict import load_classifier, predict_files
+from lib.predict import load_classifier, predict_files_run
 
 
 def add_model_source(parser: argparse.ArgumentParser) -> None:
@@ -27,11 +27,16 @@ def load_model_source(args: argparse.Namespace):
 
 
 def predict_command(args: argparse.Namespace) -> list[dict]:
+    """One row per image: `{"image", "top", "engine"}`, plus `"engine_fallback"` (why LiteRT did
+    not run) when TensorFlow ran in its place."""
     loaded = load_classifier(backbone=args.backbone, run=args.run)
     # A backbone's ImageNet classifier takes its evaluation crop, as on the Predict page.
-    tops = predict_files(loaded.model, list(loaded.class_names), args.images, k=args.top,
-                         crop_padding=loaded.crop_padding)
-    return [{"image": path, "top": top} for path, top in zip(args.images, tops, strict=True)]
+    tops, run = predict_files_run(loaded.model, list(loaded.class_names), args.images, k=args.top,
+                                  crop_padding=loaded.crop_padding)
+    engine = {"engine": run.engine, **({"engine_fallback": run.fallback_reason}
+                                       if run.fallback_reason else {})}
+    return [{"image": path, "top": top, **engine}
+            for path, top in zip(args.images, tops, strict=True)]
 
 
 def backbones_command(args: argparse.Namespace) -> list[dict]:

@@ -186,15 +186,17 @@ class LiteRTRunner:
         Returns:
             float32 `(B, ...)`, a copy (the interpreter reuses its buffers).
         """
-        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        pixels = np.asarray(pixels)
         if pixels.shape != self._shape:
             # Re-plans the buffers; a pass resizes at most twice (full batches, then the last one).
             self.interpreter.resize_tensor_input(self._input, pixels.shape, strict=False)
             self.interpreter.allocate_tensors()
             self._shape = pixels.shape
-        self.interpreter.set_tensor(self._input, pixels)
+        # Straight into the input buffer: one copy, which also makes a strided view (the resize's
+        # transposed output) contiguous. The view is dropped before `invoke`, as LiteRT requires.
+        np.copyto(self.interpreter.tensor(self._input)(), pixels, casting="same_kind")
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._output).copy()
+        return self.interpreter.get_tensor(self._output)  # already a copy
 
 
 class LiteRTPool:

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from lib.data.pipeline import make_dataset
 from lib.data.sources import ImageRecord
 from lib.data.split import Split
+from lib.engine import TF, ForwardResult, resolve_engine
 from lib.errors import TransferLabError
-from lib.evaluate import summarize_predictions
+from lib.evaluate import predict_records_run, summarize_predictions
 from lib.models import count_params
 from lib.progress import ProgressFn
 from lib.runs.recorder import RunRecorder
@@ -292,18 +292,53 @@ def evaluation_records(split: Split) -> tuple[str, tuple[ImageRecord, ...]]:
     return ("test", split.test) if split.test else ("val", split.val)
 
 
-def evaluate(ctx: Context, predict: Callable[[Sequence[ImageRecord]], np.ndarray]) -> dict:
-    """Scores `predict(records) -> probabilities` on the evaluation split."""
+def evaluate(ctx: Context, predict: Callable[[Sequence[ImageRecord]], np.ndarray | ForwardResult]
+             ) -> dict:
+    """Scores `predict(records)` on the evaluation split.
+
+    Args:
+        ctx: the run.
+        predict: `fn(records) -> probabilities (N, C)`, or a `ForwardResult` holding them; its
+            engine then goes into the report (`"engine"`, and `"engine_fallback"`: why LiteRT did
+            not run when it was allowed to) and into the run's config (`eval_engine`).
+
+    Returns:
+        `{"split", **summarize_predictions(...)}`, plus the engine facts when known.
+    """
     name, records = evaluation_records(ctx.split)
-    report = summarize_predictions(predict(records), records, ctx.class_names)
-    return {"split": name, **report}
+    out = predict(records)
+    if not isinstance(out, ForwardResult):
+        return {"split": name, **summarize_predictions(out, records, ctx.class_names)}
+    facts = {"engine": out.engine, **({"engine_fallback": out.fallback_reason} if out.fallback_reason else {})}
+    ctx.recorder.update_config({f"eval_{key}": value for key, value in facts.items()})
+    return {"split": name, **summarize_predictions(out.features, records, ctx.class_names), **facts}
 
 
-def pixel_predictor(model: keras.Model, ctx: Context) -> Callable[[Sequence[ImageRecord]], np.ndarray]:
-    """`predict(records) -> probabilities` with the classifier on decoded pixels."""
-    def predict(records: Sequence[ImageRecord]) -> np.ndarray:
-        dataset = make_dataset(records, ctx.num_classes, ctx.image_size, EVAL_BATCH, cache=False)
-        return np.concatenate([np.asarray(model(x, training=False)) for x, _ in dataset])
+def trained_body_engine() -> str:
+    """The engine that evaluates a body trained in this run (fine-tuned, or from scratch).
+
+    The one `TRANSFERLAB_ENGINE` forces, else TensorFlow: new weights need a new LiteRT
+    conversion (about 12 CPU-seconds for EfficientNet-Lite0), more than LiteRT saves on one
+    evaluation split (about 13 CPU-ms per image; it pays from about 900 images on).
+    """
+    return resolve_engine() or TF
+
+
+def pixel_predictor(model: keras.Model, ctx: Context, *, engine: str | None = None
+                    ) -> Callable[[Sequence[ImageRecord]], ForwardResult]:
+    """`predict(records) -> ForwardResult` of probabilities with the classifier on decoded pixels.
+
+    The body runs on the inference engine (`lib.engine`: LiteRT, TensorFlow as the fallback), the
+    head and softmax in Keras (`lib.evaluate.predict_records_run`).
+
+    Args:
+        model: the classifier: pixels in [0, 255] -> probabilities; only read.
+        ctx: the run.
+        engine: `"tf"`, `"litert"` or None (`TRANSFERLAB_ENGINE`, else LiteRT with the TensorFlow
+            fallback). Defaults to None.
+    """
+    def predict(records: Sequence[ImageRecord]) -> ForwardResult:
+        return predict_records_run(model, records, ctx.num_classes, EVAL_BATCH, engine=engine)
     return predict
 
 

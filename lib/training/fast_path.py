@@ -24,6 +24,7 @@ import tensorflow as tf
 from lib.backbones.registry import Backbone
 from lib.data.pipeline import make_dataset
 from lib.data.sources import ImageRecord
+from lib.engine import open_forward
 from lib.features import ExtractionStopped, cached_features, extract_features
 from lib.models import build_head, classifier_parts
 from lib.training.config import FINE_TUNE, FROZEN
@@ -165,9 +166,12 @@ def train_head_on_features(ctx: Context, body: keras.Model, head: keras.Model, b
                                        epochs=config.epochs, lr=config.learning_rate,
                                        save_checkpoint=save_checkpoint)
     head.set_weights(vector_head.get_weights())
-    # Which engine computed the features (LiteRT, or TensorFlow as the fallback) goes on record.
+    # Which engine computed the features (LiteRT, or TensorFlow as the fallback) goes on record;
+    # the evaluation ran the body on that engine too (its features are the cached ones).
     facts = {"used": True, "hit": cached.hit, "seconds": cached.seconds, "path": str(cached.path),
              "engine": cached.engine}
+    if evaluation is not None and cached.engine:
+        evaluation = {**evaluation, "engine": cached.engine}
     return watch, facts, evaluation
 
 
@@ -186,11 +190,21 @@ def frozen_boundary(body: keras.Model, cut_points: Sequence[str], unfrozen: Sequ
     return max(below, key=names.index) if below else None
 
 
+def build_flat_bottom(bottom: keras.Model) -> keras.Model:
+    """The frozen bottom with its activations flattened: pixels -> `(B, H*W*C)`.
+
+    What the inference engine runs for activations (it would pool a feature map). Fixed names:
+    the engine's cached conversion is keyed by layer names, and an automatic "flatten_7" would
+    convert the same bottom again on every fine-tune of a server's life.
+    """
+    return keras.Model(bottom.input, keras.layers.Flatten(name="flat_activations")(bottom.output),
+                       name=f"below_{bottom.layers[-1].name}")
+
+
 def _extract_activations(ctx: Context, bottom: keras.Model,
                          records: Sequence[ImageRecord]) -> np.ndarray:
     """Runs the frozen bottom of the body over images once (in memory; stop-aware)."""
-    # extract_features pools feature maps; this wants the maps, so pass a vector-shaped wrapper.
-    flat = keras.Model(bottom.input, keras.layers.Flatten()(bottom.output))
+    flat = build_flat_bottom(bottom)
     shape = tuple(int(d) for d in bottom.output.shape[1:])
     flat_acts = extract_features(flat, records, ctx.image_size, on_progress=ctx.extract_progress(),
                                  stop_event=ctx.stop_event)
@@ -221,20 +235,25 @@ def augmented_activations(bottom: keras.Model, records: Sequence[ImageRecord], i
     Raises:
         ExtractionStopped: the stop event was set.
     """
-    forward = tf.function(lambda x: bottom(x, training=False), reduce_retracing=True)
+    flat = build_flat_bottom(bottom)
+    shape = tuple(int(d) for d in bottom.output.shape[1:])
     pixels = make_dataset(records, num_classes, image_size, batch_size, cache=True)
     out, total = [], copies * len(records)
-    for _ in range(copies):
-        batches = []
-        for x, _labels in pixels:
-            # Eager, outside tf.data: each call draws new random values from the layers' seeds.
-            batches.append(np.asarray(forward(augmentation(x, training=True))))  # (B, H, W, C)
-            done = len(out) * len(records) + sum(len(b) for b in batches)
-            if on_progress:
-                on_progress(done, total)
-            if stop_event is not None and stop_event.is_set():
-                raise ExtractionStopped()
-        out.append(np.concatenate(batches))
+    # The frozen bottom runs on the inference engine (LiteRT, TensorFlow as the fallback), the
+    # same converted file as the plain activations; the augmentation stays in Keras.
+    with open_forward(flat, pool=False, name=flat.name) as forward:
+        for _ in range(copies):
+            batches = []
+            for x, _labels in pixels:
+                # Eager, outside tf.data: each call draws new random values from the layers' seeds.
+                augmented = np.asarray(augmentation(x, training=True))  # (B, S, S, 3)
+                batches.append(forward(augmented).reshape((-1, *shape)))  # (B, H, W, C)
+                done = len(out) * len(records) + sum(len(b) for b in batches)
+                if on_progress:
+                    on_progress(done, total)
+                if stop_event is not None and stop_event.is_set():
+                    raise ExtractionStopped()
+            out.append(np.concatenate(batches))
     return np.stack(out)
 
 

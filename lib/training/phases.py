@@ -68,6 +68,7 @@ from lib.training.engine import (
     fit_phase,
     make_optimizer,
     pixel_predictor,
+    trained_body_engine,
 )
 from lib.training.fast_path import fine_tune_on_activations, frozen_boundary, train_head_on_features
 from lib.training.inputs import epoch_orders, load_inputs, pixel_dataset, steps_per_epoch
@@ -278,7 +279,7 @@ def _fine_tune(result: TrainResult, ctx: Context, model: keras.Model, unfrozen: 
                                previous=result.history, baseline=baseline, augment=augment,
                                make_optimizer=make_fine_tune_optimizer,
                                save_checkpoint=lambda: recorder.save_model_checkpoint(model))
-        evaluation = evaluate(ctx, pixel_predictor(model, ctx)) if watch.rows else None
+        evaluation = evaluate(ctx, pixel_predictor(model, ctx, engine=trained_body_engine())) if watch.rows else None
     if watch is None or not watch.rows:
         # Stopped before one fine-tuning epoch finished: keep the frozen model as the result.
         recorder.finish(stopped=True)
@@ -351,7 +352,7 @@ def _train_from_scratch(config: TrainConfig, dataset: DatasetIndex | None, run_d
         watch = _fit_on_pixels(ctx, model, phase=SCRATCH, epochs=config.epochs + config.fine_tune_epochs,
                                lr=config.learning_rate, recalibrate=body,
                                save_checkpoint=lambda: recorder.save_model_checkpoint(model))
-        evaluation = evaluate(ctx, pixel_predictor(model, ctx)) if watch.rows else None
+        evaluation = evaluate(ctx, pixel_predictor(model, ctx, engine=trained_body_engine())) if watch.rows else None
         history, stopped = watch.history(), ctx.stopped()
         metrics = build_metrics(ctx, model, {SCRATCH: watch.summary()}, evaluation)
         recorder.finish(stopped=stopped, model=model, history=history, metrics=metrics)
