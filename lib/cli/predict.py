@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from lib.backbones import list_specs
-from lib.predict import load_classifier, predict_files
 
 
 def add_model_source(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +21,16 @@ def load_model_source(args: argparse.Namespace):
     Raises:
         TransferLabError: unknown backbone, a feature-vector backbone, random weights, or a bad run.
     """
+    # Here, not at the top: the parser must load without TensorFlow (see `lib.cli.main`).
+    from lib.predict import load_classifier
+
     loaded = load_classifier(backbone=args.backbone, run=args.run)
     return loaded.model, list(loaded.class_names)
 
 
 def predict_command(args: argparse.Namespace) -> list[dict]:
+    from lib.predict import load_classifier, predict_files
+
     loaded = load_classifier(backbone=args.backbone, run=args.run)
     # A backbone's ImageNet classifier takes its evaluation crop, as on the Predict page.
     tops = predict_files(loaded.model, list(loaded.class_names), args.images, k=args.top,
@@ -63,4 +67,4 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("backbones", help="the backbone registry as JSON")
     p.add_argument("--all", action="store_true", help="include hidden test backbones")
-    p.set_defaults(handler=backbones_command)
+    p.set_defaults(handler=backbones_command, needs_tensorflow=False)
