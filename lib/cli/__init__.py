@@ -9,7 +9,8 @@ traceback instead.
 
 The parser loads without TensorFlow (the command modules import it inside their handlers), and
 `main` imports it, quietly, only before a command that needs it: a command whose parser sets
-`needs_tensorflow=False` (`backbones`, `data`), `--help` and usage errors never load it.
+`needs_tensorflow=False` (`backbones`, `data`), `--help` and usage errors never load it, and a
+parser's `check(args)` (e.g. an unknown `--backbone` name) runs before it loads.
 """
 
 from __future__ import annotations
@@ -80,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return USER_ERROR
-    if getattr(args, "needs_tensorflow", True):
-        import_tensorflow_quietly(args.debug)
     try:
+        if getattr(args, "check", None):  # cheap checks of the arguments, before TensorFlow
+            args.check(args)
+        if getattr(args, "needs_tensorflow", True):
+            import_tensorflow_quietly(args.debug)
         result = args.handler(args)
     except TransferLabError as e:
         if args.debug:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lib.backbones import list_specs
+from lib.backbones import get_spec, list_specs
+from lib.backbones.hub_compat import looks_like_handle
 
 
 def add_model_source(parser: argparse.ArgumentParser) -> None:
@@ -12,6 +13,18 @@ def add_model_source(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--backbone", help="registry name, e.g. efficientnet_lite0")
     group.add_argument("--run", help="a run directory written by `train`")
+
+
+def check_model_source(args: argparse.Namespace) -> None:
+    """Fails on an unknown `--backbone` name before TensorFlow loads (see `lib.cli.main`).
+
+    A TF Hub handle is left to the loader: resolving one builds its model.
+
+    Raises:
+        TransferLabError: no such backbone (the message lists the known names).
+    """
+    if args.backbone is not None and not looks_like_handle(args.backbone):
+        get_spec(args.backbone)
 
 
 def load_model_source(args: argparse.Namespace):
@@ -63,7 +76,7 @@ def register(subparsers) -> None:
     add_model_source(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
-    p.set_defaults(handler=predict_command)
+    p.set_defaults(handler=predict_command, check=check_model_source)
 
     p = subparsers.add_parser("backbones", help="the backbone registry as JSON")
     p.add_argument("--all", action="store_true", help="include hidden test backbones")
