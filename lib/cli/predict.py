@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from lib.backbones import get_spec, list_specs
 from lib.backbones.hub_compat import looks_like_handle
+
+if TYPE_CHECKING:
+    from lib.predict import LoadedClassifier
 
 
 def add_model_source(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +31,14 @@ def check_model_source(args: argparse.Namespace) -> None:
         get_spec(args.backbone)
 
 
+def load_classifier(*, backbone: str | None = None, run: str | None = None) -> LoadedClassifier:
+    """`lib.predict.load_classifier`, imported at the first call: it loads TensorFlow, and the
+    parser must load without it (see `lib.cli.main`)."""
+    from lib.predict import load_classifier as load
+
+    return load(backbone=backbone, run=run)
+
+
 def load_model_source(args: argparse.Namespace):
     """Returns `(model, labels)` for `--backbone` or `--run`, through `lib.predict.load_classifier`
     (the loader the pages use too).
@@ -34,15 +46,12 @@ def load_model_source(args: argparse.Namespace):
     Raises:
         TransferLabError: unknown backbone, a feature-vector backbone, random weights, or a bad run.
     """
-    # Here, not at the top: the parser must load without TensorFlow (see `lib.cli.main`).
-    from lib.predict import load_classifier
-
     loaded = load_classifier(backbone=args.backbone, run=args.run)
     return loaded.model, list(loaded.class_names)
 
 
 def predict_command(args: argparse.Namespace) -> list[dict]:
-    from lib.predict import load_classifier, predict_files
+    from lib.predict import predict_files
 
     loaded = load_classifier(backbone=args.backbone, run=args.run)
     # A backbone's ImageNet classifier takes its evaluation crop, as on the Predict page.
