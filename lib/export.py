@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from lib.errors import TransferLabError
+from lib.lazy import lazy_module
 from lib.storage import atomic_write_text
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 KERAS = "keras"
 SAVED_MODEL = "saved_model"

@@ -27,11 +27,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import keras
 import numpy as np
 
 from lib.backbones.registry import Backbone, feature_model
 from lib.errors import TransferLabError
+from lib.lazy import lazy_module
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 BODY_NAME = "body"
 HEAD_NAME = "head"

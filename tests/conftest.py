@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -93,3 +96,33 @@ def make_image_folder(root: Path, classes: dict[str, int], size: int = 40, seed:
 def image_folder(tmp_path) -> Path:
     """A 2-class, 12-images-per-class folder dataset that a tiny model can learn."""
     return make_image_folder(tmp_path / "toy", {"red": 12, "green": 12})
+
+
+def run_lib_in_process(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs `python -m lib ARGS` in this process, for tests of what a command does rather than of
+    the process around it (a fresh interpreter costs a TensorFlow import, about 7 s of CPU).
+
+    Args:
+        args: the command line after `python -m lib`.
+        env: the whole environment to run under, as `subprocess.run(env=...)` takes it; restored
+            after. Defaults to this process's environment.
+
+    Returns:
+        A `CompletedProcess` with the exit code and what the command wrote on stdout and stderr.
+    """
+    from lib.cli import main
+
+    args = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        if env is not None:
+            for name in set(os.environ) - set(env):
+                patch.delenv(name)
+            for name, value in env.items():
+                patch.setenv(name, value)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(args)
+            except SystemExit as e:  # argparse's usage errors and --help
+                code = e.code if isinstance(e.code, int) else 2
+    return subprocess.CompletedProcess(["python", "-m", "lib", *args], code, out.getvalue(), err.getvalue())

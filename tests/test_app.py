@@ -229,16 +229,25 @@ def test_train_page_defaults_come_from_train_config(tiny_defaults):
 # ----- a saved run, opened in Predict and Look inside ---------------------------------------------
 
 
-@pytest.fixture
-def saved_run(tiny_defaults) -> Path:
-    """A tiny run on disk (trained through lib, as the CLI would), with its model saved."""
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny run on disk (trained through lib, as the CLI would), with its model saved; trained
+    once for the tests below, which only open it."""
     from lib.training import TrainConfig, train
 
-    config = TrainConfig(backbone="tiny_random", data=str(tiny_defaults), epochs=1, batch_size=8,
+    folder = make_image_folder(tmp_path_factory.mktemp("saved_run") / "tiny_data",
+                               {"red": 16, "green": 16}, size=36)
+    config = TrainConfig(backbone="tiny_random", data=str(folder), epochs=1, batch_size=8,
                          test_split=0.0)
     result = train(config)
     assert (Path(result.run_dir) / "model.keras").is_file() or result.model is not None
     return Path(result.run_dir)
+
+
+@pytest.fixture
+def saved_run(trained_run, tiny_defaults) -> Path:
+    """`trained_run`, with the app's defaults pointed at tiny_random as in the other tests."""
+    return trained_run
 
 
 def choose_saved_run(at: AppTest, prefix: str, run_dir: Path) -> AppTest:

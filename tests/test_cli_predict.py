@@ -12,10 +12,14 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from tests.conftest import run_lib_in_process
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m lib ARGS` in a fresh process, as a person runs it; the commands that load a
+    model run in this process instead (`run_lib_in_process`), sparing a TensorFlow import each."""
     return subprocess.run(
         [sys.executable, "-m", "lib", *args], cwd=REPO, capture_output=True, text=True,
         env=os.environ.copy(), timeout=300,
@@ -32,6 +36,24 @@ def test_backbones_lists_the_registry_as_json():
     assert "tiny_random" not in rows
 
 
+@pytest.mark.parametrize(("command", "code"), [
+    (["backbones"], 0),
+    (["data", "--data", "builtin:faces"], 0),
+    (["--help"], 0),
+    (["train", "--no-such-flag"], 2),
+    (["predict", "--backbone", "no_such_net", "x.png"], 2),
+])
+def test_commands_that_need_no_model_never_import_tensorflow(command, code):
+    """`-X importtime` lists every module the command imported, on stderr."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "lib", *command], cwd=REPO,
+                         capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "lib.cli" in imported, out.stderr[-2000:]
+    assert not {"tensorflow", "keras"} & imported
+    assert out.returncode == code, out.stderr[-2000:]
+
+
 def test_user_errors_are_one_line_and_exit_2(tmp_path):
     out = run_cli("predict", "--backbone", "no_such_net", str(tmp_path / "x.png"))
     assert out.returncode == 2
@@ -42,7 +64,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path):
 def test_corrupt_image_is_a_user_error(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
-    out = run_cli("predict", "--backbone", "efficientnet_lite0", str(bad))
+    out = run_lib_in_process(["predict", "--backbone", "efficientnet_lite0", str(bad)])
     assert out.returncode == 2 and "bad.jpg" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -50,7 +72,7 @@ def test_corrupt_image_is_a_user_error(tmp_path):
 def test_predict_prints_top5_json(tmp_path):
     path = tmp_path / "chelsea.png"
     Image.fromarray(skdata.chelsea()).save(path)
-    out = run_cli("predict", "--backbone", "efficientnet_lite0", str(path))
+    out = run_lib_in_process(["predict", "--backbone", "efficientnet_lite0", str(path)])
     assert out.returncode == 0, out.stderr
     [result] = json.loads(out.stdout)
     assert result["image"] == str(path) and len(result["top"]) == 5

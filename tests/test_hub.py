@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -14,6 +12,7 @@ from lib.backbones import get_spec, list_specs, load_backbone
 from lib.backbones import hub_compat as hub
 from lib.backbones.export import export_hub
 from lib.errors import TransferLabError
+from tests.conftest import run_lib_in_process
 
 
 @pytest.fixture(autouse=True)
@@ -72,12 +71,10 @@ def test_export_refuses_a_non_empty_folder(tmp_path):
 
 @pytest.mark.large
 def test_lite0_hub_export_gives_the_converted_features(tmp_path, lite0):
-    """`python -m lib export-hub` on Lite0, loaded back through the hub path: same features to 1e-4."""
+    """`python -m lib export-hub` on Lite0 (its `main`, in this process), loaded back through the hub
+    path: same features to 1e-4."""
     out = tmp_path / "lite0_hub"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lib", "export-hub", "--backbone", "efficientnet_lite0", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = run_lib_in_process(["export-hub", "--backbone", "efficientnet_lite0", "--out", str(out)])
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["feature_dim"] == 1280 and info["input_size"] == 224

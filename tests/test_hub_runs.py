@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lib.backbones.export import export_hub
-from tests.conftest import make_image_folder
+from tests.conftest import make_image_folder, run_lib_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,13 +27,14 @@ def hub_run(tmp_path_factory):
     data = make_image_folder(base / "data", {"red": 10, "green": 10}, size=36)
     env = {**os.environ, "TRANSFERLAB_HUB_ROOTS": str(base)}
     run = base / "run"
-    train = cli(["train", "--backbone", str(base / "tiny_hub"), "--data", str(data), "--epochs", "2",
-                 "--out", str(run)], env)
+    train = run_lib_in_process(["train", "--backbone", str(base / "tiny_hub"), "--data", str(data),
+                                "--epochs", "2", "--out", str(run)], env)
     assert train.returncode == 0, train.stderr
     return run, data, env
 
 
 def cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    """`python -m lib ARGS` in a fresh process: nothing this process resolved is reused."""
     return subprocess.run([sys.executable, "-m", "lib", *args], capture_output=True, text=True,
                           timeout=300, cwd=ROOT, env=env)
 
@@ -46,14 +47,15 @@ def test_the_run_keeps_the_weights_it_reloads_from(hub_run):
 def test_predict_evaluate_and_attack_through_run(hub_run, tmp_path):
     run, data, env = hub_run
     image = str(next((data / "red").glob("*.jpg")))
-    predict = cli(["predict", "--run", str(run), image], env)
+    predict = run_lib_in_process(["predict", "--run", str(run), image], env)
     assert predict.returncode == 0, predict.stderr
     top = json.loads(predict.stdout)[0]
     assert {p["label"] for p in top["top"]} <= {"red", "green"}
-    evaluate = cli(["evaluate", "--run", str(run), "--data", str(data)], env)
+    evaluate = run_lib_in_process(["evaluate", "--run", str(run), "--data", str(data)], env)
     assert evaluate.returncode == 0, evaluate.stderr
     assert 0.0 <= json.loads(evaluate.stdout)["accuracy"] <= 1.0
-    attack = cli(["attack", "--run", str(run), image, "--eps", "8", "--out", str(tmp_path / "adv.png")], env)
+    attack = run_lib_in_process(["attack", "--run", str(run), image, "--eps", "8",
+                                 "--out", str(tmp_path / "adv.png")], env)
     assert attack.returncode == 0, attack.stderr
     assert (tmp_path / "adv.png").is_file()
 

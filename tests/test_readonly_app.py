@@ -3,8 +3,8 @@
 A server that cannot write its own code cannot be made to run a visitor's code through it, however a
 file write is obtained. The test copies the app, makes the copy read-only (a read-only bind mount in a
 private mount namespace when run as root, whom file modes do not stop; `chmod a-w` otherwise), and
-then, inside that, trains through the CLI and through the app (AppTest), with the cache and runs in
-their own writable folder.
+then, inside that, trains through the CLI (its `main`) and through the app (AppTest), with the cache
+and runs in their own writable folder.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ TIMEOUT_S = 540
 
 # Runs inside the read-only copy: proves it is read-only, trains via the CLI, then via the app.
 CHECK_SCRIPT = r"""
-import json, os, subprocess, sys, time
+import contextlib, io, json, os, sys, time
 from pathlib import Path
 
 app, data = Path(sys.argv[1]), sys.argv[2]
@@ -36,10 +36,14 @@ try:
     writable = True
 except OSError:
     writable = False
-cli = subprocess.run(
-    [sys.executable, "-m", "lib", "train", "--backbone", "tiny_random", "--data", data, "--epochs", "1",
-     "--out", os.path.join(os.environ["TRANSFERLAB_RUNS"], "cli_run")],
-    cwd=app, capture_output=True, text=True, timeout=300)
+# The CLI's `main` in this process, which imports `lib` from the read-only copy as
+# `python -m lib` would (a second interpreter would only add a TensorFlow import).
+from lib.cli import main
+
+cli_err = io.StringIO()
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(cli_err):
+    cli_rc = main(["train", "--backbone", "tiny_random", "--data", data, "--epochs", "1",
+                   "--out", os.path.join(os.environ["TRANSFERLAB_RUNS"], "cli_run")])
 
 from streamlit.testing.v1 import AppTest
 
@@ -56,7 +60,7 @@ while time.time() < end:
     time.sleep(0.5)
     at.run()
 at.run()
-print(json.dumps({"writable": writable, "cli_rc": cli.returncode, "cli_err": cli.stderr[-2000:],
+print(json.dumps({"writable": writable, "cli_rc": cli_rc, "cli_err": cli_err.getvalue()[-2000:],
                   "app_status": status, "exceptions": [e.value for e in at.exception]}))
 """
 

@@ -26,6 +26,7 @@ from lib.backbones.hub_safety import check_saved_model, forbidden_ops
 from lib.data import archives
 from lib.data.roots import check_server_folder
 from lib.errors import TransferLabError
+from tests.conftest import run_lib_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -150,8 +151,7 @@ def test_cli_backbone_path_is_refused(hostile, tmp_path, command):
     for roots in ("", str(model.parent)):  # untrusted folder; trusted folder but hostile ops
         env = {**os.environ, "TRANSFERLAB_HUB_ROOTS": roots} if roots else {
             k: v for k, v in os.environ.items() if k != "TRANSFERLAB_HUB_ROOTS"}
-        proc = subprocess.run([sys.executable, "-m", "lib", *args], capture_output=True, text=True,
-                              timeout=300, cwd=ROOT, env=env)
+        proc = run_lib_in_process(args, env)  # the command's checks, not the process, are tested
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith("error: Refusing"), proc.stderr
         assert "Traceback" not in proc.stderr

@@ -29,11 +29,12 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
-
 from lib.backbones.spec import CACHED, DOWNLOAD_NEEDED, BackboneSpec
 from lib.errors import TransferLabError
+from lib.lazy import lazy_module
 from lib.net import OFFLINE_ENV, reachable  # noqa: F401  (OFFLINE_ENV re-exported)
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 WEIGHTS_HOST = "storage.googleapis.com"  # every Keras Applications weights file is served from here
 PROBE_TIMEOUT_S = 2.0

@@ -19,11 +19,13 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from lib.backbones.torch_pickle import load_legacy_state_dict
 from lib.errors import TransferLabError
+from lib.lazy import lazy_module
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 BN_EPSILON = 1e-3
 # The first block of stages 2, 3, 4 and 6 halves the resolution (EfficientNet-B0's layout).

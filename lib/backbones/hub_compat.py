@@ -35,12 +35,13 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-import keras
-
 from lib.backbones.hub_safety import check_model_folder, check_saved_model, hub_download_root
 from lib.backbones.spec import CACHED, DOWNLOAD_NEEDED, OFFLINE, BackboneSpec
 from lib.errors import TransferLabError
+from lib.lazy import lazy_module
 from lib.net import reachable
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 FEATURES_LAYER = "features"
 SERVING_ENDPOINT = "serving_default"

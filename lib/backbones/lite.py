@@ -11,12 +11,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-import keras
-
 from lib.backbones import efficientnet_lite as lite
 from lib.backbones.spec import CACHED, OFFLINE, BackboneSpec
 from lib.errors import TransferLabError
+from lib.lazy import lazy_module
 from lib.storage import atomic_save_weights, atomic_write_text, cache_dir
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 # Published ImageNet accuracy of the TF Lite float models (tensorflow/tpu, efficientnet/lite/README.md).
 PUBLISHED = {"efficientnet_lite0": 75.1, "efficientnet_lite1": 76.7, "efficientnet_lite2": 77.6}

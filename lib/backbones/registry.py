@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-import keras
-
 from lib.backbones import catalog, hub_compat
 from lib.backbones.spec import RANDOM, Backbone, BackboneSpec
 from lib.errors import TransferLabError
+from lib.lazy import lazy_module
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 # Built once from the catalog and read-only: nothing a visitor does can add, replace or remove an
 # entry for another session. A TF Hub handle resolves to its own spec instead (see `get_spec`).

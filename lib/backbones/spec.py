@@ -10,7 +10,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import keras
+from lib.lazy import lazy_module
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 # Weight availability, as shown in the zoo and the CLI.
 OFFLINE = "offline"  # ships with an installed package; always there

@@ -6,9 +6,10 @@ It follows the registry contract exactly (pixels in [0, 255], `preprocess`, Batc
 
 from __future__ import annotations
 
-import keras
-
 from lib.backbones.spec import RANDOM, BackboneSpec
+from lib.lazy import lazy_module
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 TINY_INPUT = 32
 TINY_CLASSES = 10

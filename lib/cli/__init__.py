@@ -6,6 +6,11 @@ on stdout, or None when it printed its own output. Progress goes to stderr.
 
 Any `TransferLabError` becomes a one-line message on stderr and exit code 2; `--debug` shows the
 traceback instead.
+
+The parser loads without TensorFlow (the command modules import it inside their handlers), and
+`main` imports it, quietly, only before a command that needs it: a command whose parser sets
+`needs_tensorflow=False` (`backbones`, `data`), `--help` and usage errors never load it, and a
+parser's `check(args)` (e.g. an unknown `--backbone` name) runs before it loads.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import sys
 
@@ -31,6 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
         if hasattr(module, "register"):
             module.register(subparsers)
     return parser
+
+
+def import_tensorflow_quietly(debug: bool = False) -> None:
+    """Imports TensorFlow with stderr muted, unless `debug` or it is imported already.
+
+    TF's C++ layer prints INFO lines on import and on the first device probe that no environment
+    variable silences in 2.21; they would bury the CLI's one-line error messages, so fd 2 is muted
+    just for the import.
+
+    Args:
+        debug: leave stderr alone (`--debug`), so the lines show. Defaults to False.
+    """
+    if debug or "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe logs here, also muted
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def emit_json(value) -> None:
@@ -52,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return USER_ERROR
     try:
+        if getattr(args, "check", None):  # cheap checks of the arguments, before TensorFlow
+            args.check(args)
+        if getattr(args, "needs_tensorflow", True):
+            import_tensorflow_quietly(args.debug)
         result = args.handler(args)
     except TransferLabError as e:
         if args.debug:

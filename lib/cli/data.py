@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lib.data.sources import load_dataset
+from lib.data.sources import TFDS_PREFIX, load_dataset
 from lib.data.split import split_dataset
 
 
@@ -15,6 +15,10 @@ def print_scan_progress(done: int, total: int, message: str) -> None:
 
 
 def data_command(args: argparse.Namespace) -> dict:
+    if args.data.startswith(TFDS_PREFIX):
+        from lib.cli import import_tensorflow_quietly
+
+        import_tensorflow_quietly(args.debug)
     index = load_dataset(args.data, on_progress=print_scan_progress)
     split = split_dataset(index, val_fraction=args.val_split, test_fraction=args.test_split, seed=args.seed)
     return {
@@ -34,4 +38,5 @@ def register(subparsers) -> None:
     p.add_argument("--val-split", type=float, default=0.2, help="validation fraction (default 0.2)")
     p.add_argument("--test-split", type=float, default=0.1, help="test fraction (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    p.set_defaults(handler=data_command)
+    # A `tfds:` source needs TensorFlow; `data_command` imports it then (quietly).
+    p.set_defaults(handler=data_command, needs_tensorflow=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from lib.backbones.export import export_hub
-
 
 def export_hub_command(args: argparse.Namespace) -> dict:
+    from lib.backbones.export import export_hub
+
     start = time.perf_counter()
     result = export_hub(args.backbone, args.out, cut=args.cut)
     result["seconds"] = round(time.perf_counter() - start, 2)

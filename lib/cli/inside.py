@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,17 +16,11 @@ from lib.backbones.imagenet import resolve_class
 from lib.cli.predict import add_model_source, load_model_source
 from lib.errors import TransferLabError
 from lib.images import load_image, save_image
-from lib.inside.attacks import (
-    DEFAULT_MARGIN,
-    METHODS,
-    NORMS,
-    attack,
-    eps_sweep,
-    sample_dataset,
-)
-from lib.inside.gradcam import gradcam
-from lib.inside.ideal import IdealSettings, ideal_image
-from lib.inside.probe import ModelProbe
+from lib.inside.canvas import IdealSettings
+from lib.inside.perturb import DEFAULT_MARGIN, METHODS, NORMS
+
+if TYPE_CHECKING:
+    from lib.inside.probe import ModelProbe
 
 # Images a `--data` sweep attacks unless `--limit` says otherwise.
 DEFAULT_SWEEP_LIMIT = 32
@@ -33,6 +28,9 @@ DEFAULT_SWEEP_LIMIT = 32
 
 def load_probe(args: argparse.Namespace) -> ModelProbe:
     """The `--backbone`/`--run` model wrapped in a probe (built once per process)."""
+    # Here, not at the top: the parser must load without TensorFlow (see `lib.cli.main`).
+    from lib.inside.probe import ModelProbe
+
     model, labels = load_model_source(args)
     return ModelProbe(model, labels)
 
@@ -50,6 +48,8 @@ def attack_command(args: argparse.Namespace) -> dict:
             f"Received {len(args.images)} image(s), `--eps={args.eps}`, `--out={args.out}`; one "
             "attack takes one IMAGE, --eps and --out (or use --sweep for several images)."
         )
+    from lib.inside.attacks import attack
+
     probe = load_probe(args)
     image = load_image(args.images[0], probe.input_size)
     target = None if args.target is None else resolve_class(args.target, probe.labels)
@@ -100,6 +100,7 @@ def dataset_sample(spec: str, limit: int, size: int, labels: tuple[str, ...]):
         `(images (N, S, S, 3), label indices or None)`: see `lib.inside.attacks.sample_dataset`.
     """
     from lib.data.sources import load_dataset
+    from lib.inside.attacks import sample_dataset
 
     index = load_dataset(spec)
     if not index.records:
@@ -119,6 +120,8 @@ def sweep_command(args: argparse.Namespace) -> dict:
         )
     if args.limit < 1:
         raise TransferLabError(f"Received `--limit={args.limit}`; use 1 or more images.")
+    from lib.inside.attacks import eps_sweep
+
     probe = load_probe(args)
     if args.data is not None:
         images, labels = dataset_sample(args.data, args.limit, probe.input_size, probe.labels)
@@ -154,6 +157,8 @@ def ideal_command(args: argparse.Namespace) -> dict:
             f"Received `--class={args.class_}`, `--layer={args.layer}`, `--channel={args.channel}`;"
             " give --class, or --layer with --channel."
         )
+    from lib.inside.ideal import ideal_image
+
     probe = load_probe(args)
     index = None if args.class_ is None else resolve_class(args.class_, probe.labels)
     defaults = IdealSettings()
@@ -179,6 +184,8 @@ def ideal_command(args: argparse.Namespace) -> dict:
 
 
 def gradcam_command(args: argparse.Namespace) -> dict:
+    from lib.inside.gradcam import gradcam
+
     probe = load_probe(args)
     image = load_image(args.image, probe.input_size)
     index = None if args.class_ is None else resolve_class(args.class_, probe.labels)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from lib.errors import TransferLabError
-from lib.training.config import TrainConfig
+from lib.training.config import LR_FIND_END, LR_FIND_START, LR_FIND_STEPS, TrainConfig
 
 DEFAULTS = TrainConfig()
 
@@ -46,8 +46,6 @@ def lr_find_command(args: argparse.Namespace) -> dict:
 
 
 def register(subparsers) -> None:
-    from lib.training.lr_find import LR_FIND_END, LR_FIND_START, LR_FIND_STEPS
-
     p = subparsers.add_parser("lr-find", help="sweep the learning rate and suggest one (fastai's lr_find)")
     p.add_argument("--data", default=None, help="folder of class folders, .zip, or builtin:NAME")
     p.add_argument("--backbone", default=None,

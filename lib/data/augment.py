@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import keras
 import numpy as np
 
 from lib.errors import TransferLabError
+from lib.lazy import lazy_module
+
+keras = lazy_module("keras")  # imported at first use (see lib.lazy)
 
 PIXEL_RANGE = (0.0, 255.0)
 # Rotation is a fraction of a full turn; more than half a turn repeats itself.

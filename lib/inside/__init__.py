@@ -15,14 +15,27 @@
 Everything is pure TensorFlow, in pixel units ([0, 255]), and reports through callbacks.
 """
 
-from lib.inside.attacks import DEFAULT_MARGIN, AttackResult, SweepResult, attack, eps_sweep  # noqa: F401
-from lib.inside.gradcam import GradCamResult, gradcam  # noqa: F401
-from lib.inside.ideal import (  # noqa: F401
-    UNREGULARISED,
-    IdealResult,
-    IdealSettings,
-    compare_tv,
-    ideal_image,
-    transfer_probabilities,
-)
-from lib.inside.probe import ModelProbe  # noqa: F401
+import importlib
+
+# Each of these imports TensorFlow, so it loads at first use (PEP 562 `__getattr__`): the CLI's
+# parser reads its defaults from `lib.inside.perturb` and `lib.inside.canvas` without TensorFlow.
+_LAZY = {
+    "lib.inside.attacks": ("DEFAULT_MARGIN", "AttackResult", "SweepResult", "attack", "eps_sweep"),
+    "lib.inside.gradcam": ("GradCamResult", "gradcam"),
+    "lib.inside.ideal": ("UNREGULARISED", "IdealResult", "IdealSettings", "compare_tv", "ideal_image",
+                         "transfer_probabilities"),
+    "lib.inside.probe": ("ModelProbe",),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})

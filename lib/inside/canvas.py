@@ -17,9 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from lib.errors import TransferLabError
+from lib.lazy import lazy_module
+
+tf = lazy_module("tensorflow")  # imported at first use (see lib.lazy)
 
 PARAMETERIZATIONS = ("fft", "pixels")
 MAX_IDEAL_STEPS = 5000

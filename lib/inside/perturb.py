@@ -8,12 +8,17 @@ pieces for FGSM, PGD and the eps sweep.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from lib.errors import TransferLabError
-from lib.inside.probe import ModelProbe
+from lib.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from lib.inside.probe import ModelProbe
+
+tf = lazy_module("tensorflow")  # imported at first use (see lib.lazy)
 
 METHODS = ("fgsm", "pgd")
 NORMS = ("linf", "l2")

@@ -12,17 +12,9 @@
 Run folders are written by `lib.runs.recorder.RunRecorder`, never by the training code itself.
 """
 
-from lib.training.callbacks import (
-    BatchNormRecalibration,
-    BestWeights,
-    EpochLog,
-    EpochSummaries,
-    ProgressReporter,
-    StopOnEvent,
-    TrainCallbacks,
-    TrainingStopped,
-    recalibrate_batchnorm,
-)
+import importlib
+
+# The settings import no TensorFlow, so the CLI's parser reads its defaults from them cheaply.
 from lib.training.config import (
     FINE_TUNE,
     FROZEN,
@@ -35,24 +27,36 @@ from lib.training.config import (
     feature_cache_reason,
     fine_tune_augment,
 )
-from lib.training.engine import (
-    TrainResult,
-    build_lr_schedule,
-    compile_model,
-    fit_phase,
-    make_optimizer,
-)
-from lib.training.fast_path import FAST_STEPS_PER_EXECUTION, ArrayValidation
-from lib.training.inputs import (
-    epoch_orders,
-    feature_dataset,
-    one_hot,
-    pixel_dataset,
-    steps_per_epoch,
-)
-from lib.training.lr_find import LRFinding, find_learning_rate
-from lib.training.phases import fine_tune, train, train_from_scratch, unfrozen_copy
-from lib.training.resume import load_train_result
+
+# Everything else imports TensorFlow, so it loads at first use (PEP 562 `__getattr__`):
+# `from lib.training import train` works as before, `import lib.training.config` stays light.
+_LAZY = {
+    "lib.training.callbacks": ("BatchNormRecalibration", "BestWeights", "EpochLog", "EpochSummaries",
+                               "ProgressReporter", "StopOnEvent", "TrainCallbacks", "TrainingStopped",
+                               "recalibrate_batchnorm"),
+    "lib.training.engine": ("TrainResult", "build_lr_schedule", "compile_model", "fit_phase",
+                            "make_optimizer"),
+    "lib.training.fast_path": ("FAST_STEPS_PER_EXECUTION", "ArrayValidation"),
+    "lib.training.inputs": ("epoch_orders", "feature_dataset", "one_hot", "pixel_dataset",
+                            "steps_per_epoch"),
+    "lib.training.lr_find": ("LRFinding", "find_learning_rate"),
+    "lib.training.phases": ("fine_tune", "train", "train_from_scratch", "unfrozen_copy"),
+    "lib.training.resume": ("load_train_result",),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})
+
 
 __all__ = [
     "FAST_STEPS_PER_EXECUTION", "FINE_TUNE", "FROZEN", "MAX_BATCH_SIZE", "MAX_EPOCHS", "OPTIMIZERS",

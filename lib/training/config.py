@@ -27,6 +27,10 @@ MAX_AUGMENT_COPIES = 32
 # loss alone rewards sharper probabilities while accuracy moves within one image.
 SELECTED_BY = "val_accuracy, then val_loss"
 
+# The learning-rate finder's sweep (`lib.training.lr_find`): rates from START to END, one batch each.
+LR_FIND_START = 1e-7
+LR_FIND_END = 1.0
+LR_FIND_STEPS = 100
 # Measured defaults: a head on cached Lite0 features, 150-epoch curves without early stopping, on
 # builtin:faces, flowers5 and 3 flowers classes of 30 photos (3 seeds), rates 1e-3/3e-3/1e-2,
 # smoothing 0/0.1. At 1e-3 every rate-smoothing pair reached the same best validation accuracy

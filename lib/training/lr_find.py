@@ -26,15 +26,19 @@ from lib.errors import TransferLabError
 from lib.features import cached_features
 from lib.models import build_body, build_head, classifier_parts
 from lib.training.callbacks import TrainCallbacks
-from lib.training.config import FINE_TUNE, FROZEN, TrainConfig
+from lib.training.config import (
+    FINE_TUNE,
+    FROZEN,
+    LR_FIND_END,
+    LR_FIND_START,
+    LR_FIND_STEPS,
+    TrainConfig,
+)
 from lib.training.engine import TrainResult, make_optimizer
 from lib.training.fast_path import _extract_activations, build_top_model, frozen_boundary
 from lib.training.inputs import epoch_orders, load_inputs, model_id, one_hot
 from lib.training.phases import unfrozen_copy
 
-LR_FIND_START = 1e-7
-LR_FIND_END = 1.0
-LR_FIND_STEPS = 100
 # Stop once the smoothed loss exceeds this multiple of its minimum (fastai's default).
 DIVERGE = 4.0
 # Exponential smoothing of the per-batch loss, with bias correction (fastai's `beta`).

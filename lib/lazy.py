@@ -1,0 +1,41 @@
+"""`keras`, imported on first use.
+
+Importing Keras imports TensorFlow, which takes several seconds of CPU. The backbone registry, the
+data report and the CLI's parser need neither, so the modules they import (`lib.backbones`,
+`lib.data.augment`, `lib.models`, `lib.export`) name Keras through `keras = lazy_module("keras")`
+and the import happens at the first attribute lookup (`keras.Model`, `keras.layers.Dense`), inside
+a function that builds or loads a model. Annotations stay strings (`from __future__ import
+annotations`), so they import nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+
+class LazyModule:
+    """Stands in for a module and imports it at the first attribute lookup.
+
+    Args:
+        name: the module's import name, e.g. `"keras"`.
+    """
+
+    def __init__(self, name: str):
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attr: str):
+        # Only called for names this object lacks, i.e. the module's own attributes.
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+    def __repr__(self) -> str:
+        state = "imported" if self._module is not None else "not imported yet"
+        return f"<lazy module {self._name!r} ({state})>"
+
+
+def lazy_module(name: str) -> LazyModule:
+    """Returns a stand-in for module `name` that imports it at the first attribute lookup."""
+    return LazyModule(name)
