@@ -4,6 +4,8 @@
 * `registry`: `list_lessons`, `get_lesson`, `run_lesson`.
 * `features`, `adversarial`, `ideal`: one lesson each (its text and its `run`).
 * `transfer`, `when_fails`: lessons that train on a few digits; `small_data`: their training steps.
+* `branches`: the frozen head and fine-tuning branches the `frozen-vs-finetune` and
+  `batchnorm-pitfall` lessons train (`train_branches`).
 * `pictures`: feature maps as a mosaic.
 * `output`: a lesson's result written as PNG/HTML files (the CLI's `lessons run --out`).
 """
