@@ -115,7 +115,8 @@ class Lesson:
         defaults: the parameters `run` takes and their defaults (the CLI's `--param` keys).
         timing: how long the live step takes on 2 CPU cores, for the screen.
         replay: the live step trains networks for longer than a class waits: `lessons prepare`
-            keeps its result (`lib.lessons.replay`) and the page replays it, with "Run it live".
+            keeps its result (`lib.lessons.replay`) and the page replays it, with "Run it live";
+            with nothing kept the page trains only on "Run: train the networks", never on load.
     """
 
     name: str
