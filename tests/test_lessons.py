@@ -24,6 +24,56 @@ IMPLEMENTED = ["features", "transfer-vs-scratch", "frozen-vs-finetune", "batchno
 TINY = "tiny_random"
 # The training lessons on the tiny backbone, few images and epochs: the logic, not the claims.
 TINY_TRAINING = {"backbone": TINY, "per_class": 12, "head_epochs": 2, "fine_tune_epochs": 2}
+# Tiny settings for the training lessons (their defaults train Lite0 for minutes).
+TINY_TRANSFER = {
+    "transfer-vs-scratch": {"backbone": TINY, "size": 32, "epochs": 2, "images_per_class": "2,5",
+                            "curve_images": 5},
+    "when-transfer-fails": {"backbone": TINY, "size": 32, "epochs": 2, "images_per_class": 5},
+}
+# Every lesson on the tiny backbone at its smallest sizes: what `prepared` prepares, and what the
+# page runs (TRANSFERLAB_LESSON_PARAMS), so a kept result replays and a click trains in seconds.
+TINY_OVERRIDES = {
+    "features": {"backbone": TINY},
+    "adversarial": {"backbone": TINY, "target": None},
+    "ideal-image": {"backbone": TINY, "other": None, "class_index": 1, "steps": 3},
+    "frozen-vs-finetune": TINY_TRAINING, "batchnorm-pitfall": TINY_TRAINING, **TINY_TRANSFER,
+}
+
+
+def tiny_params(name: str, **changes) -> dict:
+    """A lesson's complete parameters at its tiny sizes (the key its kept result is under)."""
+    return coerce_params(get_lesson(name), {**TINY_OVERRIDES[name], **changes})
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    """`lessons prepare` once on the tiny backbone, for the module: its summary and progress.
+
+    It keeps the training lessons' results under `tiny_params`, which the page asks for
+    (`open_lesson`), so the page tests replay them; the live runs are clicked in
+    `test_every_listed_lesson_runs_its_main_step_in_both_modes`. Removed afterwards.
+    """
+    from lib.lessons import default_models
+    from lib.lessons.prepare import prepare_lessons
+    from lib.lessons.replay import replay_dir
+
+    seen = []
+    summary = prepare_lessons(default_models(), overrides=TINY_OVERRIDES,
+                              on_progress=lambda done, total, message: seen.append((done, total)))
+    yield summary, seen
+    import shutil
+
+    for lesson in list_lessons():
+        shutil.rmtree(replay_dir(lesson.name, tiny_params(lesson.name)), ignore_errors=True)
+
+
+def kept(name: str) -> dict:
+    """The result `prepared` kept for a training lesson (`lesson.run` at `tiny_params`)."""
+    from lib.lessons.replay import load_replay
+
+    result = load_replay(name, tiny_params(name))
+    assert result is not None, name
+    return result
 
 
 def test_registry_lists_the_implemented_lessons_in_order():
@@ -55,6 +105,25 @@ def test_lesson_backbones_are_lite0_and_lite2_unless_a_test_backbone_is_the_defa
     assert lesson_backbones() == (TINY, TINY)
     monkeypatch.setenv("TRANSFERLAB_LESSON_BACKBONE", "efficientnet_lite1")
     assert lesson_backbones() == ("efficientnet_lite1", TINY)
+
+
+def test_page_params_are_the_defaults_on_the_page_backbone_updated_from_the_environment(
+        monkeypatch):
+    from lib.lessons import page_params
+
+    lesson = get_lesson("frozen-vs-finetune")
+    monkeypatch.delenv("TRANSFERLAB_LESSON_PARAMS", raising=False)
+    assert page_params(lesson, TINY) == coerce_params(lesson, {"backbone": TINY})
+    monkeypatch.setenv("TRANSFERLAB_LESSON_PARAMS", json.dumps(
+        {"frozen-vs-finetune": {"fine_tune_epochs": "2"}, "features": {"channels": 4}}))
+    params = page_params(lesson, TINY)
+    assert params["fine_tune_epochs"] == 2 and params["backbone"] == TINY
+    assert params["per_class"] == lesson.defaults["per_class"]  # the rest stays the default
+    for raw, match in (("{not json", "not JSON"), ('["frozen-vs-finetune"]', "map each lesson"),
+                       ('{"frozen-vs-finetune": {"colour": 1}}', "colour=1")):
+        monkeypatch.setenv("TRANSFERLAB_LESSON_PARAMS", raw)
+        with pytest.raises(TransferLabError, match=match):
+            page_params(lesson, TINY)
 
 
 def test_features_on_tiny_has_three_cuts_that_shrink():
@@ -100,27 +169,20 @@ def test_cli_list_and_run(tmp_path, capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
-def test_prepare_runs_every_lesson_cold_then_its_click_warm():
-    from lib.lessons import default_models
-    from lib.lessons.prepare import prepare_lessons
-
-    tiny = {"features": {"backbone": TINY},
-            "adversarial": {"backbone": TINY, "target": None},
-            "ideal-image": {"backbone": TINY, "other": None, "class_index": 1, "steps": 3},
-            "frozen-vs-finetune": TINY_TRAINING, "batchnorm-pitfall": TINY_TRAINING,
-            **TINY_TRANSFER}
-    seen = []
-    summary = prepare_lessons(default_models(), overrides=tiny,
-                              on_progress=lambda done, total, message: seen.append((done, total)))
+def test_prepare_runs_every_lesson_cold_then_its_click_warm(prepared):
+    summary, seen = prepared
     assert list(summary) == IMPLEMENTED
     assert seen[-1] == (2 * len(IMPLEMENTED), 2 * len(IMPLEMENTED))
     assert all(row["cold_s"] >= 0 and row["warm_s"] >= 0 for row in summary.values())
     assert summary["ideal-image"]["click"] == {"which": "regularised"}
+    for lesson in list_lessons():  # the training lessons keep their result; the others need not
+        assert summary[lesson.name]["replay"] == lesson.replay
+        if lesson.replay:
+            assert kept(lesson.name)["replayed"]
 
 
-
-def test_frozen_vs_finetune_on_tiny_reports_both_branches_and_the_param_counts():
-    result = run_lesson("frozen-vs-finetune", TINY_TRAINING)
+def test_frozen_vs_finetune_on_tiny_reports_both_branches_and_the_param_counts(prepared):
+    result = kept("frozen-vs-finetune")  # `run` with TINY_TRAINING, by `lessons prepare`
     numbers = result["numbers"]
     for key in ("frozen", "finetune_low_rate", "finetune_same_rate"):
         assert 0 <= numbers[key] <= 1, key
@@ -153,8 +215,8 @@ def test_param_counts_without_training_match_an_unfrozen_copy(tiny_backbone):
                                        "non_trainable": counts["non_trainable"][n]}, n
 
 
-def test_batchnorm_pitfall_on_tiny_reports_both_modes():
-    result = run_lesson("batchnorm-pitfall", TINY_TRAINING)
+def test_batchnorm_pitfall_on_tiny_reports_both_modes(prepared):
+    result = kept("batchnorm-pitfall")  # `run` with TINY_TRAINING, by `lessons prepare`
     numbers = result["numbers"]
     assert 0 <= numbers["bn_inference"] <= 1 and 0 <= numbers["bn_training"] <= 1
     assert set(numbers["curves"]) == {"inference", "training"} and numbers["batch_size"] == 1
@@ -164,7 +226,8 @@ def test_batchnorm_pitfall_on_tiny_reports_both_modes():
 
 def test_cli_runs_a_training_lesson_and_prints_its_numbers(tmp_path, capsys):
     out = tmp_path / "bn"
-    args = [f"--param={key}={value}" for key, value in TINY_TRAINING.items()]
+    args = [f"--param={key}={value}" for key, value in
+            dict(TINY_TRAINING, head_epochs=1, fine_tune_epochs=1).items()]
     assert main(["lessons", "run", "batchnorm-pitfall", "--out", str(out), *args]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert {"bn_inference", "bn_training"} <= set(printed)
@@ -179,13 +242,18 @@ def test_a_lesson_with_a_bad_subset_size_is_a_user_error():
 
 
 @pytest.fixture
-def open_lesson(monkeypatch):
-    """Returns `open_lesson(**query) -> AppTest` on the Lessons page with tiny backbones."""
+def open_lesson(monkeypatch, prepared):
+    """Returns `open_lesson(kept=True, **query) -> AppTest` on the Lessons page with tiny backbones
+    and the lessons' tiny sizes. `kept=True`: the training lessons replay what `prepared` kept;
+    False: as on a server where `lessons prepare` never ran (another seed, nothing kept)."""
     monkeypatch.setenv("TRANSFERLAB_DEFAULT_BACKBONE", TINY)
     monkeypatch.setenv("TRANSFERLAB_LESSON_BACKBONE", TINY)
     monkeypatch.setenv("TRANSFERLAB_LESSON_OTHER_BACKBONE", TINY)
 
-    def open_(**query) -> AppTest:
+    def open_(kept: bool = True, **query) -> AppTest:
+        monkeypatch.setenv("TRANSFERLAB_LESSON_PARAMS", json.dumps(
+            {name: params if kept or not get_lesson(name).replay else {**params, "seed": 1}
+             for name, params in TINY_OVERRIDES.items()}))
         at = AppTest.from_file(APP, default_timeout=120)
         for key, value in query.items():
             at.query_params[key] = value
@@ -243,22 +311,7 @@ def test_ideal_lesson_runs_plain_ascent_on_a_click(open_lesson):
 # ----- the training lessons' page: a kept result replays, "Run it live" computes it ------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def kept_training_lessons():
-    """What `lessons prepare` keeps for the two training lessons, on the tiny backbone with the
-    parameters the page asks for, so every page test of this module replays them instead of
-    training (one test runs one live)."""
-    from lib.lessons import default_models
-    from lib.lessons.replay import save_replay
-
-    for name in ("frozen-vs-finetune", "batchnorm-pitfall"):
-        lesson = get_lesson(name)
-        params = coerce_params(lesson, {"backbone": TINY})
-        save_replay(name, params, lesson.run(default_models(), **params))
-
-
-def test_frozen_vs_finetune_page_counts_params_live_and_toggles_the_same_rate(
-        kept_training_lessons, open_lesson):
+def test_frozen_vs_finetune_page_counts_params_live_and_toggles_the_same_rate(open_lesson):
     at = open_lesson(lesson="frozen-vs-finetune", blocks="3")
     assert any("Prepared before class" in c.value for c in at.caption)
     metrics = {m.label: m.value for m in at.metric}
@@ -274,7 +327,7 @@ def test_frozen_vs_finetune_page_counts_params_live_and_toggles_the_same_rate(
     assert len([m for m in at.metric if m.label.startswith("Fine-tuned at")]) == 2
 
 
-def test_batchnorm_page_replays_then_runs_live(kept_training_lessons, open_lesson):
+def test_batchnorm_page_replays_then_runs_live(open_lesson):
     at = open_lesson(lesson="batchnorm-pitfall")
     assert {"BatchNorm in inference mode", "BatchNorm in training mode"} <= {m.label for m in at.metric}
     assert any("Prepared before class" in c.value for c in at.caption)
@@ -350,11 +403,13 @@ def test_a_kept_result_replays_numbers_images_and_figures(tmp_path):
 
 
 def click_run_buttons(at: AppTest) -> list[str]:
-    """Clicks every button whose label starts with "Run" once (each after the last one's run), as
-    the browser pass does. Returns the labels clicked."""
+    """Clicks every button whose label starts with "Run" (`RUN_PREFIX`: each lesson's live step)
+    once, each after the last one's run, as the browser pass does. Returns the labels clicked."""
+    from lib.ui.lessons.common import RUN_PREFIX
+
     clicked: list[str] = []
     while True:
-        todo = [b for b in at.button if b.label.startswith("Run") and b.label not in clicked
+        todo = [b for b in at.button if b.label.startswith(RUN_PREFIX) and b.label not in clicked
                 and not b.disabled]
         if not todo:
             return clicked
@@ -366,31 +421,32 @@ def click_run_buttons(at: AppTest) -> list[str]:
 @pytest.mark.parametrize("name", [lesson.name for lesson in list_lessons()])
 def test_every_listed_lesson_runs_its_main_step_in_both_modes(open_lesson, name):
     """Taken from `list_lessons()`, so a lesson added to the registry is covered here (and in the
-    browser pass, tests/test_browser.py) without a new test."""
-    title = get_lesson(name).title
-    at = open_lesson(lesson=name)
-    assert at.title[0].value == title
-    click_run_buttons(at)
-    assert at.title[0].value == title
+    browser pass, tests/test_browser.py) without a new test. As a teacher would: the live step
+    run before class has been prepared (a training lesson trains on "Run: train the networks"),
+    then presenter mode switched on and stepped to "Try it", which shows that result again."""
+    lesson = get_lesson(name)
+    at = open_lesson(kept=False, lesson=name)
+    assert at.title[0].value == lesson.title
+    clicked = click_run_buttons(at)
+    assert at.title[0].value == lesson.title
+    assert clicked or not lesson.replay, "a training lesson trains only on a click"
+    assert not any(i.value.startswith("Not ") for i in at.info)  # "Not trained yet", "Not run yet"
+    assert at.get("plotly_chart") or not lesson.replay  # the trained networks' curves
 
-    at = open_lesson(lesson=name, present="1")
+    at.toggle(key="lessons_present").set_value(True).run()
+    assert_clean(at)
+    assert at.query_params["present"] in ("1", ["1"])
     assert any("Step 1 of 4" in m.value for m in at.markdown)
     at.button(key="lessons_next").click().run()  # to "Try it", the live step
     assert_clean(at)
     assert any("Step 2 of 4" in m.value for m in at.markdown)
-    click_run_buttons(at)
+    click_run_buttons(at)  # none left: the session computed them
     assert at.query_params["step"] in ("1", ["1"])
+    assert not any(i.value.startswith("Not ") for i in at.info)
+    assert at.get("plotly_chart") or not lesson.replay
 
 
 # ----- the lessons that train on a few digits (tiny backbone, small sizes) ------------------------
-
-# Tiny settings for the training lessons (their defaults train Lite0 for minutes).
-TINY_TRANSFER = {
-    "transfer-vs-scratch": {"backbone": TINY, "size": 32, "epochs": 2, "images_per_class": "2,5",
-                            "curve_images": 5},
-    "when-transfer-fails": {"backbone": TINY, "size": 32, "epochs": 2, "images_per_class": 5},
-}
-
 
 def test_transfer_vs_scratch_on_tiny_returns_numbers_curves_and_figures():
     from lib.lessons import default_models
@@ -422,8 +478,8 @@ def test_transfer_vs_scratch_bad_counts_are_user_errors():
                                            "images_per_class": "80"})
 
 
-def test_when_transfer_fails_on_tiny_compares_cuts_and_fine_tuning():
-    numbers = run_lesson("when-transfer-fails", TINY_TRANSFER["when-transfer-fails"])["numbers"]
+def test_when_transfer_fails_on_tiny_compares_cuts_and_fine_tuning(prepared):
+    numbers = kept("when-transfer-fails")["numbers"]  # `run` at TINY_TRANSFER, by `lessons prepare`
     assert numbers["cuts"] == ["block2_out", "block3_out", "top_activation"]  # bottom to top
     assert len(numbers["frozen"]) == 3 and 0 <= numbers["fine_tuned"] <= 1
     assert len(numbers["fine_tune_curve"]) == 2 and numbers["best_frozen_cut"] in numbers["cuts"]
@@ -462,7 +518,7 @@ def test_split_per_class_is_nested_and_keeps_the_test_images():
 
 def test_cli_runs_transfer_vs_scratch_and_writes_its_figures(tmp_path, capsys):
     out = tmp_path / "tvs"
-    params = [arg for key, value in TINY_TRANSFER["transfer-vs-scratch"].items()
+    params = [arg for key, value in dict(TINY_TRANSFER["transfer-vs-scratch"], epochs=1).items()
               for arg in ("--param", f"{key}={value}")]
     assert main(["lessons", "run", "transfer-vs-scratch", "--out", str(out), *params]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -471,34 +527,15 @@ def test_cli_runs_transfer_vs_scratch_and_writes_its_figures(tmp_path, capsys):
         assert (out / name).is_file(), name
 
 
-@pytest.fixture
-def kept_training_results(monkeypatch, cache_root):
-    """Tiny results kept, as `lessons prepare` keeps them, under the parameters the page asks for."""
-    from lib.lessons.replay import replay_dir, save_replay
-
-    kept = []
-    for name, tiny in TINY_TRANSFER.items():
-        lesson = get_lesson(name)
-        result = run_lesson(name, tiny)
-        page_params = coerce_params(lesson, {"backbone": TINY})
-        save_replay(name, page_params, result)
-        kept.append(replay_dir(name, page_params))
-    yield
-    import shutil
-
-    for folder in kept:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.mark.parametrize("name", ["transfer-vs-scratch", "when-transfer-fails"])
+@pytest.mark.parametrize("name", [lesson.name for lesson in list_lessons() if lesson.replay])
 def test_training_lessons_offer_a_button_when_nothing_was_prepared(open_lesson, name):
-    at = open_lesson(lesson=name)
+    at = open_lesson(kept=False, lesson=name)  # nothing trains on page load
     assert at.button(key=f"lessons_{name}_train")
     assert any("Not trained yet" in i.value for i in at.info)
     assert not at.get("plotly_chart")
 
 
-def test_training_lessons_replay_what_prepare_kept(open_lesson, kept_training_results):
+def test_training_lessons_replay_what_prepare_kept(open_lesson):
     at = open_lesson(lesson="transfer-vs-scratch")
     assert len(at.get("plotly_chart")) == 2
     assert any("images per class" in m.value and "from random weights" in m.value

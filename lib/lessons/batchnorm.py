@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
-from lib.lessons.finetune import (
-    DATA,
+from lib.lessons.branches import (
     ProgressFn,
     curve_end,
-    epoch_progress,
-    fine_tune_branch,
-    train_frozen_head,
+    last_val_accuracy,
+    make_branch_figures,
+    train_branches,
 )
+from lib.lessons.finetune import DATA
 from lib.lessons.lesson import LESSON_BACKBONE, Lesson, Models
 
 # Measured on Lite0, builtin:faces, 40 images per class, the top 5 blocks, the head 8 epochs at 1e-2
@@ -58,32 +55,22 @@ def run(models: Models, *, backbone: str = LESSON_BACKBONE, data: str = DATA, pe
         "batch_size", "rate"}` (validation accuracies at each curve's last epoch); figures:
         `curves` (validation accuracy), `loss` (validation loss).
     """
-    from lib.plots.fine_tuning import make_branch_curves_figure
-
-    callbacks = epoch_progress(on_progress, head_epochs + 2 * fine_tune_epochs)
-    with tempfile.TemporaryDirectory(prefix="lesson-batchnorm-") as tmp:
-        folder = Path(tmp)
-        frozen = train_frozen_head(models, folder, backbone=backbone, data=data,
-                                   per_class=per_class, epochs=head_epochs,
-                                   learning_rate=learning_rate, batch_size=batch_size,
-                                   blocks=blocks, seed=seed, callbacks=callbacks)
-        branches = {mode: fine_tune_branch(frozen, folder, mode, epochs=fine_tune_epochs,
-                                           callbacks=callbacks, lr_factor=LR_FACTOR,
-                                           batchnorm_mode=mode)
-                    for mode in MODES}
+    frozen, branches = train_branches(
+        models, {mode: {"lr_factor": LR_FACTOR, "batchnorm_mode": mode} for mode in MODES},
+        backbone=backbone, data=data, per_class=per_class, head_epochs=head_epochs,
+        fine_tune_epochs=fine_tune_epochs, blocks=blocks, learning_rate=learning_rate,
+        batch_size=batch_size, seed=seed, on_progress=on_progress)
     ends = {mode: curve_end(branches[mode].history) for mode in MODES}
     numbers = {
         "backbone": backbone, "data": data, "per_class": per_class,
-        "frozen": round(float(frozen.history["val_accuracy"].iloc[-1]), 4),
+        "frozen": last_val_accuracy(frozen.history),
         "bn_inference": ends["inference"]["val_accuracy"],
         "bn_training": ends["training"]["val_accuracy"],
         "curves": ends, "batch_size": batch_size, "rate": learning_rate * LR_FACTOR,
     }
     histories = {"BatchNorm in inference mode (training=False)": branches["inference"].history,
                  f"BatchNorm in training mode, batches of {batch_size}": branches["training"].history}
-    figures = {"curves": make_branch_curves_figure(histories, "val_accuracy"),
-               "loss": make_branch_curves_figure(histories, "val_loss")}
-    return {"numbers": numbers, "images": {}, "figures": figures}
+    return {"numbers": numbers, "images": {}, "figures": make_branch_figures(histories)}
 
 
 LESSON = Lesson(

@@ -1,18 +1,18 @@
 """Lesson `frozen-vs-finetune`: train the head, then unfreeze the top blocks at a 10x lower rate.
 
-The shared steps (a small seeded subset of a dataset, the frozen head, one fine-tuning branch
-and where its curve ends) are also what the `batchnorm-pitfall` lesson runs.
+The training (a small seeded subset of a dataset, the frozen head, fine-tuning branches from it
+and where their curves end) is `lib.lessons.branches`, which the `batchnorm-pitfall` lesson runs too.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
-
+from lib.lessons.branches import (
+    ProgressFn,
+    curve_end,
+    last_val_accuracy,
+    make_branch_figures,
+    train_branches,
+)
 from lib.lessons.lesson import LESSON_BACKBONE, Lesson, Models
 
 DATA = "builtin:faces"
@@ -25,89 +25,6 @@ DATA = "builtin:faces"
 LEARNING_RATE = 1e-2
 LOW_FACTOR, SAME_FACTOR = 0.1, 1.0
 BLOCKS = 5
-
-ProgressFn = Callable[[int, int, str], None]
-
-
-def load_subset(data: str, per_class: int, seed: int):
-    """`data` with at most `per_class` images of each class, drawn with `seed` (0 keeps all).
-
-    A live lesson trains on few images so a class waits seconds, not minutes.
-    """
-    from lib.data.records import DatasetIndex
-    from lib.data.sources import load_dataset
-    from lib.training.config import check, is_int
-
-    check(is_int(per_class) and per_class >= 0,
-          f"Received `per_class={per_class}`; use 0 (every image) or more.")
-    dataset = load_dataset(data)
-    if per_class == 0:
-        return dataset
-    rng = np.random.default_rng(seed)
-    kept = []
-    for records in dataset.records_by_class().values():
-        picks = rng.permutation(len(records))[:per_class]
-        kept.extend(records[i] for i in sorted(picks))
-    return DatasetIndex(name=f"{dataset.name} ({per_class} per class)",
-                        class_names=dataset.class_names, records=tuple(kept),
-                        report=dataset.report)
-
-
-def epoch_progress(on_progress: ProgressFn | None, total: int):
-    """`TrainCallbacks` that count finished epochs into `on_progress(done, total, message)`."""
-    from lib.training import TrainCallbacks
-
-    if on_progress is None:
-        return TrainCallbacks()
-    done = [0]
-
-    def on_epoch_end(row: dict) -> None:
-        done[0] += 1
-        on_progress(min(done[0], total), total,
-                    f"{row['phase'].replace('_', ' ')} epoch {row['epoch']}: validation accuracy "
-                    f"{row['val_accuracy']:.0%}")
-    return TrainCallbacks(on_epoch_end=on_epoch_end,
-                          on_message=lambda text: on_progress(done[0], total, text))
-
-
-def train_frozen_head(models: Models, folder: Path, *, backbone: str, data: str, per_class: int,
-                      epochs: int, learning_rate: float, batch_size: int, blocks: int, seed: int,
-                      callbacks, **fine_tune_settings):
-    """Phase 1 on a subset: the head on the frozen body (cached features), in `folder`.
-
-    The fine-tuning settings the branches share go into the config now: no augmentation (a live
-    step has no time for it), no warm-up, the head at the body's rate, no early stopping.
-    """
-    from lib.training import TrainConfig, train
-
-    config = TrainConfig(backbone=backbone, data=data, learning_rate=learning_rate,
-                         batch_size=batch_size, epochs=epochs, seed=seed,
-                         early_stopping_patience=None, unfreeze_blocks=blocks,
-                         fine_tune_augment_copies=0, fine_tune_warmup_epochs=0,
-                         fine_tune_head_lr_factor=1.0, **fine_tune_settings)
-    return train(config, backbone=models.backbone(backbone),
-                 dataset=load_subset(data, per_class, seed), run_dir=folder / "frozen",
-                 callbacks=callbacks)
-
-
-def fine_tune_branch(result, folder: Path, name: str, *, epochs: int, callbacks, **settings):
-    """Phase 2 from a frozen result, in a new run `folder/name` (the result is left as it was)."""
-    from lib.training import fine_tune
-
-    return fine_tune(result, epochs=epochs, new_run=True, run_dir=folder / name,
-                     callbacks=callbacks, **settings)
-
-
-def curve_end(history: pd.DataFrame, phase: str = "fine_tune") -> dict:
-    """Where a phase's validation curve ends (its last epoch), and its lowest accuracy.
-
-    The run itself keeps its best epoch (and the frozen weights if fine-tuning never beats them);
-    the lesson reports where the curve went, which is what the students watch.
-    """
-    rows = history[history["phase"] == phase]
-    return {"val_accuracy": round(float(rows["val_accuracy"].iloc[-1]), 4),
-            "val_loss": round(float(rows["val_loss"].iloc[-1]), 4),
-            "lowest_val_accuracy": round(float(rows["val_accuracy"].min()), 4)}
 
 
 def unfreeze_param_counts(body, cut_points, head_params: int) -> dict:
@@ -164,25 +81,20 @@ def run(models: Models, *, backbone: str = LESSON_BACKBONE, data: str = DATA, pe
     """
     from lib.backbones import get_spec
     from lib.models import classifier_parts, count_params
-    from lib.plots.fine_tuning import make_branch_curves_figure, make_param_counts_figure
+    from lib.plots.fine_tuning import make_param_counts_figure
 
-    callbacks = epoch_progress(on_progress, head_epochs + 2 * fine_tune_epochs)
-    with tempfile.TemporaryDirectory(prefix="lesson-finetune-") as tmp:
-        folder = Path(tmp)
-        frozen = train_frozen_head(models, folder, backbone=backbone, data=data,
-                                   per_class=per_class, epochs=head_epochs,
-                                   learning_rate=learning_rate, batch_size=batch_size,
-                                   blocks=blocks, seed=seed, callbacks=callbacks)
-        branches = {name: fine_tune_branch(frozen, folder, name, epochs=fine_tune_epochs,
-                                           callbacks=callbacks, lr_factor=factor)
-                    for name, factor in (("low", LOW_FACTOR), ("same", SAME_FACTOR))}
+    frozen, branches = train_branches(
+        models, {"low": {"lr_factor": LOW_FACTOR}, "same": {"lr_factor": SAME_FACTOR}},
+        backbone=backbone, data=data, per_class=per_class, head_epochs=head_epochs,
+        fine_tune_epochs=fine_tune_epochs, blocks=blocks, learning_rate=learning_rate,
+        batch_size=batch_size, seed=seed, on_progress=on_progress)
     body, head = classifier_parts(frozen.model)
     params = unfreeze_param_counts(body, get_spec(backbone).cut_points,
                                    count_params(head)["trainable"])
     low, same = curve_end(branches["low"].history), curve_end(branches["same"].history)
     numbers = {
         "backbone": backbone, "data": data, "per_class": per_class,
-        "frozen": round(float(frozen.history["val_accuracy"].iloc[-1]), 4),
+        "frozen": last_val_accuracy(frozen.history),
         "finetune_low_rate": low["val_accuracy"], "finetune_same_rate": same["val_accuracy"],
         "curves": {"low_rate": low, "same_rate": same},
         "rates": {"head": learning_rate, "low": learning_rate * LOW_FACTOR,
@@ -192,13 +104,10 @@ def run(models: Models, *, backbone: str = LESSON_BACKBONE, data: str = DATA, pe
     histories = {f"fine-tune at {learning_rate * LOW_FACTOR:g} (10× lower)": branches["low"].history,
                  f"fine-tune at {learning_rate * SAME_FACTOR:g} (the head's rate)":
                      branches["same"].history}
-    figures = {
-        "curves": make_branch_curves_figure(histories, "val_accuracy"),
-        "loss": make_branch_curves_figure(histories, "val_loss"),
-        "params": make_param_counts_figure(params["blocks"], params["trainable"],
-                                           params["non_trainable"],
-                                           selected=numbers["params"]["unfrozen_blocks"]),
-    }
+    figures = {**make_branch_figures(histories),
+               "params": make_param_counts_figure(params["blocks"], params["trainable"],
+                                                  params["non_trainable"],
+                                                  selected=numbers["params"]["unfrozen_blocks"])}
     return {"numbers": numbers, "images": {}, "figures": figures}
 
 

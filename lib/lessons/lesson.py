@@ -12,6 +12,7 @@ its shared, cached loaders and the CLI and tests a per-process one.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ LESSON_BACKBONE = "efficientnet_lite0"
 OTHER_BACKBONE = "efficientnet_lite2"
 # Tests (and a server that must stay small) point the Lessons page at other backbones.
 BACKBONE_ENV, OTHER_BACKBONE_ENV = "TRANSFERLAB_LESSON_BACKBONE", "TRANSFERLAB_LESSON_OTHER_BACKBONE"
+# JSON, lesson name -> parameters the Lessons page runs it with instead of its defaults: a small
+# server (or the app's tests) makes the live steps shorter with it (fewer epochs, ascent steps).
+PARAMS_ENV = "TRANSFERLAB_LESSON_PARAMS"
 
 
 def lesson_backbones() -> tuple[str, str]:
@@ -111,7 +115,8 @@ class Lesson:
         defaults: the parameters `run` takes and their defaults (the CLI's `--param` keys).
         timing: how long the live step takes on 2 CPU cores, for the screen.
         replay: the live step trains networks for longer than a class waits: `lessons prepare`
-            keeps its result (`lib.lessons.replay`) and the page replays it, with "Run it live".
+            keeps its result (`lib.lessons.replay`) and the page replays it, with "Run it live";
+            with nothing kept the page trains only on "Run: train the networks", never on load.
     """
 
     name: str
@@ -130,6 +135,30 @@ class Lesson:
         return {"name": self.name, "title": self.title, "paragraphs": list(self.paragraphs),
                 "notice": list(self.notice), "question": self.question, "answer": self.answer,
                 "defaults": dict(self.defaults), "timing": self.timing, "replay": self.replay}
+
+
+def page_params(lesson: Lesson, backbone: str) -> dict:
+    """The parameters the Lessons page starts a lesson from: its defaults on `backbone`, updated
+    with what `TRANSFERLAB_LESSON_PARAMS` names for it. For a training lesson they are the whole
+    key its result is kept under, so `lessons prepare` with the same overrides is replayed.
+
+    Raises:
+        TransferLabError: the variable is not a JSON object of objects, or names a parameter the
+            lesson does not take.
+    """
+    raw = os.environ.get(PARAMS_ENV, "").strip()
+    overrides = {}
+    if raw:
+        try:
+            overrides = json.loads(raw)
+        except ValueError as e:
+            raise TransferLabError(f"Received `{PARAMS_ENV}={raw}`, which is not JSON; write e.g. "
+                                   '{"transfer-vs-scratch": {"epochs": 10}}.') from e
+        if not isinstance(overrides, dict) or not all(isinstance(v, dict)
+                                                      for v in overrides.values()):
+            raise TransferLabError(f"Received `{PARAMS_ENV}={raw}`; map each lesson's name to "
+                                   "its parameters, e.g. {\"transfer-vs-scratch\": {\"epochs\": 10}}.")
+    return coerce_params(lesson, {"backbone": backbone, **overrides.get(lesson.name, {})})
 
 
 def coerce_params(lesson: Lesson, params: dict) -> dict:

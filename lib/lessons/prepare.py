@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from lib.lessons.lesson import Models, coerce_params
+from lib.lessons.lesson import Models, coerce_params, lesson_backbones, page_params
 from lib.lessons.registry import list_lessons
 from lib.lessons.replay import load_replay, save_replay
 
@@ -27,6 +27,8 @@ def prepare_lessons(models: Models, *, overrides: dict[str, dict] | None = None,
     Args:
         models: where the backbones come from.
         overrides: lesson name -> parameters that replace its defaults (tests use tiny backbones).
+            Defaults to None: what the Lessons page runs (`page_params` on the page's backbone),
+            so the page replays every result kept here.
         on_progress: `on_progress(done, total, message)` after each run.
 
     Returns:
@@ -35,8 +37,10 @@ def prepare_lessons(models: Models, *, overrides: dict[str, dict] | None = None,
     """
     lessons = list_lessons()
     summary, total = {}, 2 * len(lessons)
+    backbone, _ = lesson_backbones()
     for n, lesson in enumerate(lessons):
-        params = coerce_params(lesson, (overrides or {}).get(lesson.name, {}))
+        params = (page_params(lesson, backbone) if overrides is None else
+                  coerce_params(lesson, overrides.get(lesson.name, {})))
         click = dict(params, **CLICK_PARAMS.get(lesson.name, {}))
         began = time.perf_counter()
         result = lesson.run(models, **params)

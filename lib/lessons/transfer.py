@@ -69,6 +69,7 @@ def run(models: Models, *, backbone: str = LESSON_BACKBONE, data: str = DATA, si
     if not isinstance(epochs, int) or not 1 <= epochs <= 200:
         raise TransferLabError(f"Received `epochs={epochs}`; use 1 to 200.")
     images = load_lesson_images(data, size)
+    split_per_class(images.labels, counts[-1], seed)  # too many per class fails before any work
     num_classes = len(images.class_names)
     loaded = models.backbone(backbone)
     features = pooled_features(build_sized_body(loaded, size), images.pixels)  # (N, C), once

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib.lessons import Lesson, lesson_backbones
-from lib.ui.lessons.common import replay_controls, run_cached
+from lib.lessons import Lesson
+from lib.ui.lessons.common import trained_result
 
 
 def batchnorm_ui(lesson: Lesson, interactive: bool) -> None:
-    """The kept (or live) run: both fine-tuning curves, their end points and why they differ."""
-    backbone, _ = lesson_backbones()
-    result = run_cached(lesson, with_progress=True, replay=True, backbone=backbone)
-    result = replay_controls(lesson, result, interactive, backbone=backbone)
+    """The kept (or clicked) run: both fine-tuning curves, their end points and why they differ."""
+    result = trained_result(lesson, interactive)
+    if result is None:
+        return
     numbers = result["numbers"]
     columns = st.columns(3)
     columns[0].metric("Head only (body frozen)", f"{numbers['frozen']:.0%}")

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib.lessons import Lesson, Models, coerce_params
+from lib.lessons import Lesson, Models, lesson_backbones, page_params
 from lib.lessons.features import PHOTOS
 from lib.lessons.replay import load_replay
 from lib.ui import resources, state
 
+# Every button that starts a lesson's live computation starts with this word ("Run it live",
+# "Run: train the networks", "Run: plain gradient ascent"), so the generic page passes (AppTest
+# and the browser) find each lesson's live step without knowing the lesson.
+RUN_PREFIX = "Run"
 PHOTO_NAMES = {"chelsea": "Chelsea the cat", "coffee": "A cup of coffee", "astronaut": "An astronaut"}
 
 
@@ -46,25 +50,37 @@ def _result_key(lesson: Lesson, params: dict) -> tuple:
     return (lesson.name, tuple(sorted(params.items())))
 
 
-def run_cached(lesson: Lesson, *, with_progress: bool = False, replay: bool = False,
-               **params) -> dict:
+def run_cached(lesson: Lesson, *, with_progress: bool = False, **params) -> dict:
     """Runs a lesson once per session and choice of parameters (Next/Back redraw, not recompute).
 
     Args:
         lesson: the lesson.
         with_progress: draw a progress bar from the run's `on_progress` (a long step).
-        replay: use the result `lessons prepare` kept for these parameters when there is one
-            (it carries `"replayed": True`); `run_live` computes it again. Defaults to False.
         **params: the run's parameters (the cache key).
     """
     results = state.lesson_results()
     key = _result_key(lesson, params)
-    if key not in results and replay:
-        kept = load_replay(lesson.name, coerce_params(lesson, params))
-        if kept is not None:
-            results[key] = kept
     if key not in results:
         results[key] = _compute(lesson, with_progress, params)
+    return results[key]
+
+
+def kept_result(lesson: Lesson, params: dict) -> dict | None:
+    """The result for `params` computed earlier in this session, or else the one
+    `lessons prepare` kept (it carries `"replayed": True` and is remembered for the session);
+    None when there is neither. Computes nothing.
+
+    Args:
+        lesson: the lesson.
+        params: its complete parameters (`page_params`), the cache key.
+    """
+    results = state.lesson_results()
+    key = _result_key(lesson, params)
+    if key not in results:
+        kept = load_replay(lesson.name, params)
+        if kept is None:
+            return None
+        results[key] = kept
     return results[key]
 
 
@@ -98,9 +114,29 @@ def replay_controls(lesson: Lesson, result: dict, interactive: bool, **params) -
     left, right = st.columns([3, 1], vertical_alignment="center")
     left.caption("Prepared before class with `python -m lib lessons prepare`; the same "
                  f"computation runs live on a click ({lesson.timing}).")
-    if interactive and right.button("Run it live", key=f"lessons_{lesson.name}_live"):
+    if interactive and right.button(f"{RUN_PREFIX} it live", key=f"lessons_{lesson.name}_live"):
         return run_live(lesson, **params)
     return result
+
+
+def trained_result(lesson: Lesson, interactive: bool) -> dict | None:
+    """A training lesson's result on the page's backbone (`page_params`): computed earlier in
+    this session, kept by `lessons prepare` (shown at once, with "Run it live"), or trained on a
+    click of "Run: train the networks" (with progress). Nothing trains on page load: None when
+    no result is there yet and nobody clicked."""
+    backbone, _ = lesson_backbones()
+    params = page_params(lesson, backbone)
+    result = kept_result(lesson, params)
+    if result is None:
+        if interactive and st.button(f"{RUN_PREFIX}: train the networks ({lesson.timing})",
+                                     key=f"lessons_{lesson.name}_train"):
+            result = run_cached(lesson, with_progress=True, **params)
+        else:
+            st.info("Not trained yet: click the button, or run `python -m lib lessons prepare` "
+                    "before class so the result is shown at once." if interactive else
+                    "Train the networks on the previous step.")
+            return None
+    return replay_controls(lesson, result, interactive, **params)
 
 
 def photo_choice(lesson: Lesson, interactive: bool) -> str:

@@ -6,18 +6,18 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from lib.lessons import Lesson, lesson_backbones
+from lib.lessons import Lesson
 from lib.plots.fine_tuning import make_param_counts_figure
-from lib.ui.lessons.common import replay_controls, run_cached, set_url, url_value
+from lib.ui.lessons.common import set_url, trained_result, url_value
 
 SAME_RATE_TRACE = "the head's rate"
 
 
 def finetune_ui(lesson: Lesson, interactive: bool) -> None:
-    """The kept (or live) run's curves, a toggle for the same-rate branch and a blocks slider."""
-    backbone, _ = lesson_backbones()
-    result = run_cached(lesson, with_progress=True, replay=True, backbone=backbone)
-    result = replay_controls(lesson, result, interactive, backbone=backbone)
+    """The kept (or clicked) run's curves, a toggle for the same-rate branch and a blocks slider."""
+    result = trained_result(lesson, interactive)
+    if result is None:
+        return
     numbers = result["numbers"]
     same = url_value("same", 0, int) == 1
     if interactive:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib.lessons import Lesson, lesson_backbones
+from lib.lessons import Lesson, lesson_backbones, page_params
 from lib.lessons.ideal import ESPRESSO, KINDS
 from lib.ui import resources
-from lib.ui.lessons.common import cached_result, run_cached, set_url, url_value
+from lib.ui.lessons.common import RUN_PREFIX, cached_result, run_cached, set_url, url_value
 
 
 def ideal_ui(lesson: Lesson, interactive: bool) -> None:
@@ -24,13 +24,13 @@ def ideal_ui(lesson: Lesson, interactive: bool) -> None:
     columns = st.columns(2)
     titles = {"plain": "Plain gradient ascent", "regularised": "With total variation and jitter"}
     for column, kind in zip(columns, KINDS, strict=True):
-        params = {"backbone": backbone, "other": other, "class_index": class_index, "steps": 200,
+        params = {**page_params(lesson, backbone), "other": other, "class_index": class_index,
                   "seed": seed, "which": kind}
         with column:
             st.markdown(f"**{titles[kind]}**")
             result = cached_result(lesson, **params)
             if result is None and interactive and st.button(
-                    f"Run: {titles[kind].lower()}", key=f"lessons_ideal_run_{kind}"):
+                    f"{RUN_PREFIX}: {titles[kind].lower()}", key=f"lessons_ideal_run_{kind}"):
                 result = run_cached(lesson, with_progress=True, **params)
             if result is None:
                 st.info("Not run yet." if interactive else "Run it on the previous step.")

@@ -5,30 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib.lessons import Lesson, coerce_params, lesson_backbones
-from lib.lessons.replay import load_replay
-from lib.ui.lessons.common import cached_result, replay_controls, run_cached
-
-
-def trained_result(lesson: Lesson, interactive: bool) -> dict | None:
-    """The lesson's result at its defaults on the page's backbone: computed earlier in this
-    session, kept by `lessons prepare`, or trained on a click (with progress). None when none is
-    there yet and nobody clicked."""
-    backbone, _ = lesson_backbones()
-    params = coerce_params(lesson, {"backbone": backbone})
-    result = cached_result(lesson, **params)
-    if result is None and load_replay(lesson.name, params) is not None:
-        result = run_cached(lesson, replay=True, **params)
-    if result is None:
-        if interactive and st.button(f"Train the networks ({lesson.timing})",
-                                     key=f"lessons_{lesson.name}_train"):
-            result = run_cached(lesson, with_progress=True, **params)
-        else:
-            st.info("Not trained yet: click the button, or run `python -m lib lessons prepare` "
-                    "before class so the result is shown at once." if interactive else
-                    "Train the networks on the previous step.")
-            return None
-    return replay_controls(lesson, result, interactive, **params)
+from lib.lessons import Lesson
+from lib.ui.lessons.common import trained_result
 
 
 def transfer_ui(lesson: Lesson, interactive: bool) -> None:
