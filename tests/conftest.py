@@ -11,7 +11,9 @@ from pathlib import Path
 
 # Isolate every test session from the user's cache and runs, before lib is imported. Tests import
 # this file both as `conftest` and as `tests.conftest`; the marker keeps one cache per session.
-_MARKER = "TRANSFERLAB_TEST_SESSION_CACHE"
+# Each pytest-xdist worker is a session of its own: its own cache and run store, so no test sees
+# another worker's runs, jobs or uploads (workers inherit the controller's environment).
+_MARKER = "TRANSFERLAB_TEST_SESSION_CACHE" + os.environ.get("PYTEST_XDIST_WORKER", "")
 if os.environ.get(_MARKER) != os.environ.get("TRANSFERLAB_CACHE") or _MARKER not in os.environ:
     os.environ[_MARKER] = tempfile.mkdtemp(prefix="transferlab-test-cache-")
 _SESSION_CACHE = os.environ[_MARKER]
@@ -26,6 +28,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (the project's default): one test worker per core, at most 4, since each worker
+    holds TensorFlow, the converted backbones and a cache of its own."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 @pytest.fixture(autouse=True)
