@@ -217,7 +217,7 @@ def smoke_folder(records, root: Path) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few images, one round (~1 min)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
     parser.add_argument("--reps", type=int, default=12, help="forward-alone repetitions (default 12)")
     parser.add_argument("--train", action="store_true", help="also a frozen train per engine")
     args = parser.parse_args(argv)
