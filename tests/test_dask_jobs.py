@@ -525,3 +525,31 @@ def test_the_waiting_note_names_what_no_worker_offers():
     note = waiting_note({"GPU": 2.0}, workers, "tcp://s:8786")
     assert "no worker offers GPU=2" in note and "dask worker tcp://s:8786 --resources GPU=2" in note
     assert "no worker is connected" in waiting_note({}, {}, "tcp://s:8786")
+
+
+def test_the_zoo_cli_measures_on_a_worker_like_the_page(cluster, monkeypatch):
+    from functools import partial
+
+    from lib import runs
+    from lib.jobs import zoo_tasks
+    from lib.jobs.store import read_job
+    from tests.conftest import run_lib_in_process
+
+    address, workers = cluster
+    # The CLI's spec as it is, measured in the worker's process with one timed call.
+    monkeypatch.setattr(zoo_tasks, "zoo_measure_spec", partial(
+        zoo_tasks.zoo_measure_spec, min_runs=1, budget_s=0.0, isolate=False))
+    before = {p.name for p in runs.runs_dir().iterdir()} if runs.runs_dir().is_dir() else set()
+    proc = run_lib_in_process(["zoo", "--measure", "--backbones", "tiny_random", "--batch", "1",
+                               "--scheduler", address, "--json"])
+    assert proc.returncode == 0, proc.stderr
+    assert "Submitted job" in proc.stderr
+    jobs = [read_job(p) for p in runs.runs_dir().iterdir() if p.name not in before]
+    job = next(j for j in jobs if j and j["kind"] == zoo_tasks.ZOO_MEASURE)
+    assert job["status"] == DONE and job["worker"]["address"] in workers
+    assert job["worker"]["pid"] != os.getpid()
+    table = json.loads(proc.stdout)
+    row = next(r for r in table["rows"] if r["name"] == "tiny_random")
+    assert row["latency_ms_b1"] is not None and row["host"] == job["worker"]["host"]
+    result = zoo_tasks.load_result(job["spec"]["run_dir"])
+    assert table["fingerprint"]["key"] == result["fingerprint"]["key"]  # the worker's machine

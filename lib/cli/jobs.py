@@ -86,6 +86,11 @@ def follow(run_dir: Path, bar, poll_s: float = FOLLOW_POLL_S,
             if len(batches) > seen.get("batch", 0):
                 bar.on_batch_end(batches[-1])
                 seen["batch"] = len(batches)
+            on_status = getattr(bar, "on_status", None)  # jobs counted in steps (the zoo)
+            if state["status"] == "running" and on_status is not None and state.get("message"):
+                if state["message"] != seen.get("status"):
+                    on_status(state)
+                    seen["status"] = state["message"]
             if state["status"] == "queued":
                 text = (note() if note is not None else None) or state.get("message") or "Queued."
                 if text != waiting:
