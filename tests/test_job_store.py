@@ -124,6 +124,21 @@ def test_a_dead_or_silent_worker_reads_interrupted(tmp_path):
     assert read_job(spec.run_dir)["status"] == INTERRUPTED  # same machine, process gone
 
 
+def test_an_interrupted_look_inside_job_does_not_point_at_a_checkpoint(tmp_path):
+    from lib.inside.jobs import attack_spec, model_ref
+
+    spec = attack_spec(model_ref(backbone="tiny_random"), str(tmp_path / "pixels.npy"), {})
+    spec = spec.with_run_dir(tmp_path / "20260101-000000-tiny_random-attack")
+    write_job(spec)
+    path = spec.run_dir + "/" + JOB_FILE
+    state = json.loads(open(path).read())
+    state.update(status=RUNNING, heartbeat=1000.0, worker={"host": "elsewhere", "pid": 1})
+    open(path, "w").write(json.dumps(state))
+    silent = read_job(spec.run_dir, now=1000.0 + JOB_STALE_S + 1)
+    assert silent["status"] == INTERRUPTED
+    assert "checkpoint" not in silent["error"] and "start it again from its page" in silent["error"]
+
+
 def test_a_retried_job_does_not_run_twice(tmp_path):
     """What a worker does when the scheduler retries a job whose first worker died."""
     import socket

@@ -45,7 +45,17 @@ METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 QUEUED_TEXT = "Queued: waiting for a free worker…"
 INTERRUPTED_TEXT = ("The worker running this job stopped (killed, restarted or out of memory). Its "
                     "last checkpoint is kept: on the Runs page, run it again with the same config.")
+RESTART_TEXT = ("The worker running this job stopped (killed, restarted or out of memory). A job "
+                "of this kind keeps nothing to resume from: start it again from its page.")
 FINAL_TEXT = {DONE: "Done.", STOPPED: "Stopped.", FAILED: "Failed.", INTERRUPTED: INTERRUPTED_TEXT}
+TRAINING_TASKS = "lib.jobs.tasks:"  # the tasks that write checkpoints (train, scratch, fine-tune)
+
+
+def interrupted_text(state: dict) -> str:
+    """What to tell about a job whose worker died: a training's checkpoint and "Run again" on the
+    Runs page, or (Look inside, the zoo) that the job is simply started again from its page."""
+    task = str((state.get("spec") or {}).get("task", ""))
+    return INTERRUPTED_TEXT if not task or task.startswith(TRAINING_TASKS) else RESTART_TEXT
 
 
 def job_dir(job_id: str, root: Path | None = None) -> Path:
@@ -128,7 +138,8 @@ def judge_job(state: dict, run_dir: Path | str, now: float | None = None) -> dic
         now = time.time() if now is None else now
         worker = state.get("worker") or {}
         if _pid_gone(worker) or now - float(state.get("heartbeat") or 0) > JOB_STALE_S:
-            state.update(status=INTERRUPTED, message=INTERRUPTED_TEXT, error=INTERRUPTED_TEXT)
+            text = interrupted_text(state)
+            state.update(status=INTERRUPTED, message=text, error=text)
     state["stop_requested"] = (Path(run_dir) / STOP_FILE).exists()
     return state
 
@@ -343,8 +354,8 @@ def mark_interrupted(run_dir: Path | str) -> None:
     """Records that a job's worker died mid-job (called by the retry the scheduler starts)."""
     run_dir = Path(run_dir)
     state = runs.read_json(run_dir / JOB_FILE) or {}
-    state.update(status=INTERRUPTED, message=INTERRUPTED_TEXT, error=INTERRUPTED_TEXT,
-                 finished=time.time())
+    text = interrupted_text(state)
+    state.update(status=INTERRUPTED, message=text, error=text, finished=time.time())
     runs.write_json(run_dir / JOB_FILE, state)
     if (runs.read_json(run_dir / runs.STATUS_FILE) or {}).get("status") == RUNNING:
         runs.write_status(run_dir, INTERRUPTED, reason="its worker stopped mid-run")
