@@ -39,3 +39,31 @@ class LazyModule:
 def lazy_module(name: str) -> LazyModule:
     """Returns a stand-in for module `name` that imports it at the first attribute lookup."""
     return LazyModule(name)
+
+
+def lazy_exports(package: dict, lazy: dict[str, tuple[str, ...]]):
+    """A package's `__getattr__` and `__dir__` (PEP 562) that import each name's module at its
+    first lookup, so `from package import name` works without importing every submodule up front.
+
+    Args:
+        package: the package's `globals()`; a looked-up name is stored there, so later lookups
+            skip `__getattr__`.
+        lazy: module import name -> the names it provides.
+
+    Returns:
+        `(__getattr__, __dir__)`, to assign at the package's top level.
+    """
+    module_of = {name: module for module, names in lazy.items() for name in names}
+    package_name = package["__name__"]
+
+    def __getattr__(name: str):
+        if name not in module_of:
+            raise AttributeError(f"module {package_name!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module_of[name]), name)
+        package[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*package, *module_of})
+
+    return __getattr__, __dir__

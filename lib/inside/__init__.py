@@ -15,7 +15,7 @@
 Everything is pure TensorFlow, in pixel units ([0, 255]), and reports through callbacks.
 """
 
-import importlib
+from lib.lazy import lazy_exports
 
 # Each of these imports TensorFlow, so it loads at first use (PEP 562 `__getattr__`): the CLI's
 # parser reads its defaults from `lib.inside.perturb` and `lib.inside.canvas` without TensorFlow.
@@ -26,16 +26,4 @@ _LAZY = {
                          "transfer_probabilities"),
     "lib.inside.probe": ("ModelProbe",),
 }
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MODULE_OF})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

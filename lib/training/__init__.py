@@ -12,7 +12,7 @@
 Run folders are written by `lib.runs.recorder.RunRecorder`, never by the training code itself.
 """
 
-import importlib
+from lib.lazy import lazy_exports
 
 # The settings import no TensorFlow, so the CLI's parser reads its defaults from them cheaply.
 from lib.training.config import (
@@ -43,19 +43,7 @@ _LAZY = {
     "lib.training.phases": ("fine_tune", "train", "train_from_scratch", "unfrozen_copy"),
     "lib.training.resume": ("load_train_result",),
 }
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MODULE_OF})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [
