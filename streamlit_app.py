@@ -101,8 +101,7 @@ def main() -> None:
             # Every other page imports TensorFlow; say so instead of showing a blank page meanwhile.
             with st.spinner("Starting TensorFlow (only the first visit to a fresh server waits)…"):
                 resources.warm_engine().join()
-        with navigation.app_run():
-            page.run()
+        page.run()
 
 
 # Streamlit runs this file as __main__. A Dask LocalCluster (TRANSFERLAB_SCHEDULER=local) spawns its

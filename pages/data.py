@@ -13,8 +13,6 @@ from lib.ui.gather import gather_ui
 from lib.ui.text import plain
 from lib.uploads import save_upload
 
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
-
 SOURCES = ("Built-in", "Folder on the server", "Upload a zip", "TFDS name", "Gather classes")
 PREVIEW_COUNT = 8
 PREVIEW_SIZE = 160

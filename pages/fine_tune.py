@@ -18,8 +18,6 @@ from lib.training.config import SUGGESTED_FINE_TUNE_EPOCHS
 from lib.ui import navigation, state
 from lib.ui.jobs import finished_note, job_panel, submit_job_ui
 
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
-
 # Defaults shared with the CLI's `train --fine-tune-epochs`: TrainConfig is their one source.
 DEFAULTS = TrainConfig()
 LR_CHOICES = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)

@@ -8,8 +8,6 @@ from lib.plots.workflow import make_workflow_figure
 from lib.ui import navigation, state
 from lib.uploads import display_name
 
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
-
 LESSON = """
 **Transfer learning** reuses a network that already learned to see from over a million ImageNet
 photos. Its **lower layers are general** (edges, colours, textures) and its **top layers are

@@ -18,7 +18,7 @@ from lib.plots.inside import (
     make_robustness_figure,
     make_topk_comparison_figure,
 )
-from lib.ui import navigation, state
+from lib.ui import state
 from lib.ui.choosers import image_chooser, session_dataset
 from lib.ui.inside import (
     InsideModel,
@@ -29,8 +29,6 @@ from lib.ui.inside import (
     submit_inside_job,
 )
 from lib.ui.jobs import finished_note, job_panel
-
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
 
 # Budgets of the ε sweep per norm, in pixel units; 0 is the clean baseline (clean accuracy).
 SWEEP_EPS = {"linf": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),

@@ -14,7 +14,7 @@ from lib.inside.gradcam import colorize
 from lib.inside.jobs import gradcam_spec
 from lib.inside.probe import layer_names_with_maps
 from lib.plots.ui import make_topk_figure
-from lib.ui import navigation, state
+from lib.ui import state
 from lib.ui.choosers import image_chooser
 from lib.ui.inside import (
     InsideModel,
@@ -25,8 +25,6 @@ from lib.ui.inside import (
     submit_inside_job,
 )
 from lib.ui.jobs import finished_note, job_panel
-
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
 
 PREDICTED = "(the predicted class)"
 # Each heatmap cell is drawn as a block of this many pixels a side.

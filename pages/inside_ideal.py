@@ -17,11 +17,9 @@ from lib.inside.ideal import IdealSettings
 from lib.inside.jobs import compare_spec, ideal_spec
 from lib.inside.probe import layer_names_with_maps
 from lib.plots.inside import make_ideal_curve_figure, make_transfer_figure
-from lib.ui import navigation, resources, state
+from lib.ui import resources, state
 from lib.ui.inside import InsideModel, class_index, class_options, header, submit_inside_job
 from lib.ui.jobs import finished_note, job_panel
-
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
 
 LITE_FAMILY = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 ESPRESSO = 967  # the default ImageNet class: its ideal image is recognisable at once

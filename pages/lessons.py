@@ -13,11 +13,9 @@ import streamlit as st
 
 from lib.errors import TransferLabError
 from lib.lessons import Lesson, get_lesson, list_lessons
-from lib.ui import navigation, state
+from lib.ui import state
 from lib.ui.lessons import LIVE_VIEWS
 from lib.ui.lessons.common import set_url, url_value
-
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
 
 STEPS = ("The idea", "Try it", "What to notice", "Question")
 PRESENTER_CSS = """

@@ -18,8 +18,6 @@ from lib.ui.choosers import (
 )
 from lib.ui.text import plain
 
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
-
 TOP_K = 5
 
 

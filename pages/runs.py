@@ -23,8 +23,6 @@ from lib.ui import navigation, state
 from lib.ui.jobs import server_jobs_section, submit_job_ui
 from lib.uploads import display_name
 
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
-
 TABLE_COLUMNS = ["name", "status", "kind", "backbone", "data", "val_accuracy", "test_accuracy",
                  "epochs", "started", "shared"]
 OVERLAY_METRICS = {"val_accuracy": "Validation accuracy", "val_loss": "Validation loss",

@@ -16,8 +16,6 @@ from lib.training import OPTIMIZERS, TrainConfig, feature_cache_reason
 from lib.ui import navigation, resources, state
 from lib.ui.jobs import finished_note, job_panel, submit_job_ui
 
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
-
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 BATCH_SIZES = (8, 16, 32, 64, 128)
 GALLERY_COLUMNS = 8

@@ -13,8 +13,6 @@ from lib.plots.zoo import make_zoo_scatter_figure
 from lib.ui import navigation, resources, state
 from lib.ui.jobs import finished_note, job_panel, submit_job_ui
 
-navigation.require_app(__file__)  # a fresh server's first deep link (see the function)
-
 MEASURE_JOB = state.ZOO_MEASURE_JOB
 SCOPES = ("The selected backbone", "The backbones shown", "Every backbone")
 # The fingerprint key of the table this session shows (the machine its last measuring job ran on),

@@ -341,25 +341,3 @@ def test_lesson_and_presenter_mode_run_their_main_step(server, lesson_driver, na
     driver.save_screenshot(str(shots / f"lesson_{name}_present.png"))
     logged = new_log_text(log, log_start)
     assert "Traceback" not in logged and "Uncaught exception" not in logged, logged[-3000:]
-
-
-def test_a_fresh_servers_first_visit_by_page_url_gets_the_apps_navigation(tmp_path):
-    """The first visitor of a fresh server who opens a page by its URL: Streamlit would run that
-    page file alone under its legacy file-name sidebar; the page hands over to the app's router."""
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from tests.browser_driver import h1_text
-
-    env = {"TRANSFERLAB_CACHE": str(tmp_path / "cache"), "TRANSFERLAB_RUNS": str(tmp_path / "runs"),
-           "TRANSFERLAB_DEFAULT_BACKBONE": "tiny_random"}
-    with streamlit_server(env, tmp_path / "server.log") as url:
-        driver = make_driver(tempfile.mkdtemp(prefix="chromium-", dir=tmp_path))
-        try:
-            driver.get(url + "/inside_adversarial")  # nobody has opened "/" on this server yet
-            wait_for(lambda: h1_text(driver) == "Adversarial examples" and script_idle(driver))
-            assert nav_labels(driver) == [title for title, _ in NAV_PAGES]
-            assert not page_problems(driver)
-        finally:
-            driver.quit()
-    assert "Traceback" not in (tmp_path / "server.log").read_text()

@@ -6,9 +6,6 @@ here too, so a page added to the router is tested, and a page file that is missi
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,42 +73,3 @@ def build_navigation() -> dict[str, list]:
 def page_link(page: PageInfo, label: str | None = None, icon: str | None = None) -> None:
     """A button to another page, labelled `label` (its title by default)."""
     st.page_link(page.path, label=label or page.title, icon=icon or page.icon)
-
-
-_APP_RUN = threading.local()
-
-
-@contextmanager
-def app_run() -> Iterator[None]:
-    """Marks a page run started by the app's own `st.navigation` (`streamlit_app.main`)."""
-    _APP_RUN.active = True
-    try:
-        yield
-    finally:
-        _APP_RUN.active = False
-
-
-def require_app(page_file: str) -> None:
-    """Reruns through the app when Streamlit ran this page file on its own.
-
-    Why: while no session has called `st.navigation` yet, Streamlit treats a `pages/` folder as a
-    legacy multipage app, so the very first visitor of a fresh server who opens a page by its URL
-    gets that page run directly, under the old file-name sidebar (Streamlit stays in that mode until
-    a run calls `st.navigation`, which a deep link into a page never does). This turns the mode off
-    for the server as `st.navigation` itself does, and one rerun goes through the app's own router.
-
-    Args:
-        page_file: the page's `__file__`. A page run as the main script (an AppTest of the file
-            alone) is left alone.
-    """
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    if getattr(_APP_RUN, "active", False) or ctx is None:
-        return
-    if Path(ctx.main_script_path).resolve() == Path(page_file).resolve():
-        return
-    from streamlit.runtime.pages_manager import PagesManager
-
-    PagesManager.uses_pages_directory = False  # what `st.navigation` sets; no public switch exists
-    st.rerun()
